@@ -1,0 +1,158 @@
+"""Frozen, strictly validated profile models (architecture.md §6).
+
+A profile is five tables: `[method]`, `[net]`, `[data]`, `[train]`, `[sample]`. Every table is a
+pydantic model with `extra="forbid"`, so an unknown key is an error naming its dotted path.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_STRICT = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+PosFloat = Annotated[float, Field(gt=0)]
+PosInt = Annotated[int, Field(gt=0)]
+
+
+class PFGMPPMethod(BaseModel):
+    """PFGM++ (Xu et al. 2023): `aug_dim` is D, any positive real or `inf` (the EDM limit)."""
+
+    model_config = _STRICT
+    kind: Literal["pfgmpp"] = "pfgmpp"
+    aug_dim: Annotated[float, Field(gt=0, allow_inf_nan=True)] = 128.0
+    p_mean: float = -1.2
+    p_std: PosFloat = 1.2
+    sigma_data: PosFloat = 0.5
+    sigma_min: PosFloat = 0.002
+    sigma_max: PosFloat = 80.0
+    rho: PosFloat = 7.0
+
+    @field_validator("aug_dim")
+    @classmethod
+    def _not_nan(cls, v: float) -> float:
+        if math.isnan(v):
+            raise ValueError("must be a positive number or inf")
+        return v
+
+
+class PFGMMethod(BaseModel):
+    """PFGM (Xu et al. 2022). Omitted `m`, `z_max`, `upper_norm`, `z_exp` are derived from the data."""
+
+    model_config = _STRICT
+    kind: Literal["pfgm"] = "pfgm"
+    sigma: PosFloat = 0.01
+    tau: PosFloat = 0.03
+    gamma: Annotated[float, Field(ge=0)] = 5.0
+    restrict_m: bool = True
+    n_charges: PosInt = 4096
+    z_min: PosFloat = 1e-3
+    prior_clip: bool = True
+    m: PosFloat | None = None
+    z_max: PosFloat | None = None
+    upper_norm: PosFloat | None = None
+    z_exp: Annotated[float, Field(ge=0)] | None = None
+    time_var: Literal["log_z", "z"] = "log_z"
+
+
+MethodConfig = Annotated[PFGMPPMethod | PFGMMethod, Field(discriminator="kind")]
+
+
+class MLPNet(BaseModel):
+    """Residual MLP for vector data (flattened), conditioned on an embedding of c_noise."""
+
+    model_config = _STRICT
+    kind: Literal["mlp"] = "mlp"
+    precond: Literal["edm", "field"] | None = None  # None: the method's natural choice
+    hidden: PosInt = 256
+    blocks: PosInt = 3
+    emb_dim: PosInt = 64
+    embedding: Literal["positional", "fourier"] = "positional"
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
+
+
+NetConfig = Annotated[MLPNet, Field(discriminator="kind")]
+
+
+class ToyData(BaseModel):
+    """A built-in 2-D toy drawn once (`n` points, seeded) and then sampled by rows."""
+
+    model_config = _STRICT
+    kind: Literal["toy"] = "toy"
+    name: str = "checkerboard"
+    n: PosInt = 20_000
+    seed: int = 0
+    holdout: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    scale: float = 1.0
+    shift: float = 0.0
+
+
+class ArrayData(BaseModel):
+    """A `.npy` / `.npz` array of shape [n, ...], used as-is unless scaled."""
+
+    model_config = _STRICT
+    kind: Literal["array"] = "array"
+    path: str = ""
+    key: str | None = None
+    n: PosInt | None = None
+    holdout: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    scale: float = 1.0
+    shift: float = 0.0
+
+
+DataConfig = Annotated[ToyData | ArrayData, Field(discriminator="kind")]
+
+
+class TrainConfig(BaseModel):
+    """Optimisation and bookkeeping; durations, warm-up and EMA half-life in kimg."""
+
+    model_config = _STRICT
+    batch_size: PosInt = 256
+    lr: PosFloat = 1e-3
+    beta1: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    beta2: Annotated[float, Field(ge=0, lt=1)] = 0.999
+    kimg: PosFloat = 100.0
+    warmup_kimg: Annotated[float, Field(ge=0)] = 5.0
+    ema_halflife_kimg: Annotated[float, Field(ge=0)] = 10.0
+    ema_rampup: Annotated[float, Field(ge=0)] | None = 0.05
+    grad_clip: Annotated[float, Field(ge=0)] = 1.0
+    tick_kimg: PosFloat = 5.0
+    ckpt_ticks: PosInt = 10
+    keep_ckpts: PosInt = 3
+    loss_bins: PosInt = 8
+    preview_n: Annotated[int, Field(ge=0)] = 64
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class SampleConfig(BaseModel):
+    """Defaults for `pfgmctl sample` and the training previews."""
+
+    model_config = _STRICT
+    solver: str = "heun"
+    steps: PosInt = 18
+    rtol: PosFloat = 1e-4
+    atol: PosFloat = 1e-4
+    batch: PosInt = 1024
+
+
+class Profile(BaseModel):
+    """A whole profile. `name` is taken from the file name when omitted."""
+
+    model_config = _STRICT
+    name: str = ""
+    description: str = ""
+    method: MethodConfig = Field(default_factory=PFGMPPMethod)
+    net: NetConfig = Field(default_factory=MLPNet)
+    data: DataConfig = Field(default_factory=ToyData)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    sample: SampleConfig = Field(default_factory=SampleConfig)
+
+    @property
+    def precond(self) -> str:
+        """The preconditioner: explicit in `[net]`, else the method's natural one."""
+        if self.net.precond is not None:
+            return self.net.precond
+        return "field" if self.method.kind == "pfgm" else "edm"

@@ -1,0 +1,281 @@
+"""The training loop: Adam with warm-up, grad clipping, EMA by half-life, ticks, checkpoints, previews."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from pfgmctl import __version__
+from pfgmctl.config.load import profile_to_toml
+from pfgmctl.config.schema import Profile
+from pfgmctl.data import Dataset
+from pfgmctl.data.stream import DataStream
+from pfgmctl.engine.build import build_method, build_model
+from pfgmctl.engine.checkpoint import (
+    ema_name,
+    load_module_strict,
+    load_state,
+    prune,
+    save_state,
+    save_weights,
+    state_name,
+)
+from pfgmctl.engine.ema import EMA
+from pfgmctl.engine.grid import samples_picture, save_png
+from pfgmctl.engine.preview import sample_with_events
+from pfgmctl.engine.rundir import write_latest
+from pfgmctl.errors import CheckpointError
+from pfgmctl.methods import Method
+
+Sink = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class TrainState:
+    """Everything that changes during training and must survive a resume."""
+
+    model: nn.Module
+    ema: EMA
+    opt: torch.optim.Optimizer
+    stream: DataStream
+    noise_gen: torch.Generator
+    step: int = 0
+    nimg: int = 0
+    bins: dict[str, list[float]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Where training stopped and how."""
+
+    run_dir: Path
+    step: int
+    kimg: float
+    status: str  # done | interrupted
+
+
+def _seeded_generator(seed: int, stream: int, device: torch.device) -> torch.Generator:
+    """Independent generators per purpose (and later per rank) from one profile seed."""
+    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + stream)
+
+
+def _init_state(profile: Profile, dataset: Dataset, device: torch.device) -> TrainState:
+    model = build_model(profile, dataset.item_shape).to(device)
+    t = profile.train
+    opt = torch.optim.Adam(model.parameters(), lr=t.lr, betas=(t.beta1, t.beta2), eps=1e-8)
+    stream = DataStream(dataset.train, _seeded_generator(t.seed, 0, torch.device("cpu")))
+    noise_gen = _seeded_generator(t.seed, 1, device)
+    return TrainState(model, EMA(model, t.ema_halflife_kimg, t.ema_rampup), opt, stream, noise_gen)
+
+
+def _state_dict(
+    state: TrainState, profile_text: str, item_shape: tuple[int, ...]
+) -> dict[str, Any]:
+    """Plain tensors, numbers and strings only: loadable with weights_only=True."""
+    return {
+        "net": state.model.state_dict(),
+        "ema": state.ema.state_dict(),
+        "opt": state.opt.state_dict(),
+        "step": state.step,
+        "nimg": state.nimg,
+        "rng": {"stream": state.stream.state_dict(), "noise": state.noise_gen.get_state()},
+        "profile": profile_text,
+        "item_shape": list(item_shape),
+        "version": __version__,
+    }
+
+
+def _restore(state: TrainState, path: Path) -> None:
+    """Load a full training state; any mismatch is a one-line CheckpointError."""
+    saved = load_state(path)
+    try:
+        load_module_strict(state.model, saved["net"], str(path))
+        state.ema.load_state_dict(saved["ema"])
+        state.opt.load_state_dict(saved["opt"])
+        state.stream.load_state_dict(saved["rng"]["stream"])
+        state.noise_gen.set_state(saved["rng"]["noise"])
+        state.step, state.nimg = int(saved["step"]), int(saved["nimg"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"cannot resume from {path}: {err}") from None
+
+
+def _train_step(
+    state: TrainState, method: Method, profile: Profile, device: torch.device
+) -> Tensor:
+    """One optimiser step on B_S rows (PFGM: against all B_L charges); returns the detached loss."""
+    t = profile.train
+    rows = state.stream.next(method.rows_needed(t.batch_size)).to(device)
+    out = method.loss(state.model, rows[: t.batch_size], gen=state.noise_gen, charges=rows)
+    loss = out.loss.mean()
+    state.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    for p in state.model.parameters():  # EDM: NaN/inf gradients never reach the weights
+        if p.grad is not None:
+            torch.nan_to_num_(p.grad, nan=0.0, posinf=1e5, neginf=-1e5)
+    if t.grad_clip > 0:
+        nn.utils.clip_grad_norm_(state.model.parameters(), t.grad_clip)
+    warm = min(state.nimg / (t.warmup_kimg * 1000), 1.0) if t.warmup_kimg > 0 else 1.0
+    for group in state.opt.param_groups:
+        group["lr"] = t.lr * max(warm, 1e-8)
+    state.opt.step()
+    state.step += 1
+    state.nimg += t.batch_size
+    state.ema.update(state.model, state.nimg, t.batch_size)
+    _accumulate_bins(state, out.noise.detach(), out.loss.detach(), method, t.loss_bins)
+    return loss.detach()
+
+
+def _accumulate_bins(
+    state: TrainState, noise: Tensor, loss: Tensor, method: Method, n_bins: int
+) -> None:
+    """Add this step's per-sample losses into the noise bins of the current tick."""
+    if "edges" not in state.bins:
+        state.bins["edges"] = method.noise_edges(n_bins)
+        state.bins["sum"], state.bins["count"] = [0.0] * n_bins, [0.0] * n_bins
+    inner = torch.tensor(state.bins["edges"][1:-1], dtype=torch.float64)
+    idx = torch.bucketize(noise.detach().cpu().double(), inner)
+    sums = torch.zeros(n_bins, dtype=torch.float64).index_add_(0, idx, loss.detach().cpu().double())
+    counts = torch.bincount(idx, minlength=n_bins)
+    for k in range(n_bins):
+        state.bins["sum"][k] += float(sums[k])
+        state.bins["count"][k] += float(counts[k])
+
+
+def _tick_record(
+    state: TrainState, method: Method, losses: list[Tensor], nimg0: int, seconds: float
+) -> dict[str, Any]:
+    """One metrics.jsonl line (architecture.md §7); resets the per-bin accumulators."""
+    sums, counts = state.bins.get("sum", []), state.bins.get("count", [])
+    edges = state.bins.get("edges", [])
+    state.bins.clear()
+    kimg = (state.nimg - nimg0) / 1000
+    return {
+        "type": "tick",
+        "step": state.step,
+        "kimg": state.nimg / 1000,
+        "loss": float(torch.stack(losses).mean()) if losses else math.nan,
+        "lr": state.opt.param_groups[0]["lr"],
+        "img_per_s": kimg * 1000 / max(seconds, 1e-9),
+        "sec_per_kimg": seconds / max(kimg, 1e-9),
+        "time": time.time(),
+        "loss_bins": {
+            "var": method.time_name,
+            "edges": edges,
+            "mean": [s / c if c else None for s, c in zip(sums, counts, strict=True)],
+            "count": [int(c) for c in counts],
+        },
+    }
+
+
+def _checkpoint(
+    run_dir: Path, state: TrainState, method: Method, profile: Profile, dataset: Dataset, sink: Sink
+) -> None:
+    """state-*.pt, ema-*.safetensors, latest.json, a fixed-seed EMA preview; prune to keep_ckpts."""
+    ckpt_dir, text = run_dir / "checkpoints", profile_to_toml(profile)
+    state_path, ema_path = ckpt_dir / state_name(state.step), ckpt_dir / ema_name(state.step)
+    save_state(state_path, _state_dict(state, text, dataset.item_shape))
+    meta = {
+        "profile": text,
+        "item_shape": json.dumps(list(dataset.item_shape)),
+        "step": str(state.step),
+        "kimg": str(state.nimg / 1000),
+        "version": __version__,
+    }
+    save_weights(ema_path, state.ema.module.state_dict(), meta)
+    info = {
+        "state": state_path.name,
+        "ema": ema_path.name,
+        "step": state.step,
+        "kimg": state.nimg / 1000,
+    }
+    write_latest(run_dir, info)
+    preview = _preview(run_dir, state, method, profile, dataset, sink)
+    sink({"type": "checkpoint", **info, "sample": preview})
+    prune(ckpt_dir, profile.train.keep_ckpts)
+
+
+def _preview(
+    run_dir: Path, state: TrainState, method: Method, profile: Profile, dataset: Dataset, sink: Sink
+) -> str | None:
+    """Sample `preview_n` fixed seeds with the EMA net and write samples/<step>.png."""
+    n = profile.train.preview_n
+    if n == 0:
+        return None
+    device = next(state.ema.module.parameters()).device
+    path = run_dir / "samples" / f"{state.step:09d}.png"
+    result = sample_with_events(
+        method,
+        state.ema.module,
+        profile.sample,
+        seeds=range(n),
+        shape=dataset.item_shape,
+        device=device,
+        sink=sink,
+        job=f"preview-{state.step:09d}",
+        path=str(path),
+    )
+    ref = dataset.train[: max(n, 2000)]
+    meta = {"step": str(state.step), "seeds": f"0-{n - 1}", "nfe": str(result.nfe)}
+    save_png(samples_picture(result.x, ref=ref), path, meta)
+    return path.name
+
+
+def train(
+    profile: Profile,
+    dataset: Dataset,
+    run_dir: Path,
+    *,
+    device: torch.device,
+    sink: Sink,
+    resume: Path | None = None,
+) -> TrainResult:
+    """Train `profile` (already resolved) into `run_dir`; Ctrl-C saves a checkpoint and stops."""
+    t = profile.train
+    method = build_method(profile)
+    state = _init_state(profile, dataset, device)
+    if resume is not None:
+        _restore(state, resume)
+    total = max(math.ceil(t.kimg * 1000 / t.batch_size), 1)
+    tick_steps = max(round(t.tick_kimg * 1000 / t.batch_size), 1)
+    sink(
+        {
+            "type": "run_start",
+            "format": 1,
+            "version": __version__,
+            "world_size": 1,
+            "device": str(device),
+            "step": state.step,
+            "total_steps": total,
+        }
+    )
+    state.model.train()
+    losses: list[Tensor] = []  # kept on the device: no host sync per step
+    nimg0, t0, saved, last_loss = state.nimg, time.perf_counter(), state.step, math.nan
+    try:
+        while state.step < total:
+            losses.append(_train_step(state, method, profile, device))
+            sink({"type": "progress", "step": state.step, "total": total, "loss": last_loss})
+            if state.step % tick_steps and state.step < total:
+                continue
+            record = _tick_record(state, method, losses, nimg0, time.perf_counter() - t0)
+            last_loss = record["loss"]
+            sink(record)
+            losses, nimg0, t0 = [], state.nimg, time.perf_counter()
+            if (state.step // tick_steps) % t.ckpt_ticks == 0 or state.step >= total:
+                _checkpoint(run_dir, state, method, profile, dataset, sink)
+                saved = state.step
+    except KeyboardInterrupt:
+        if state.step > saved:
+            _checkpoint(run_dir, state, method, profile, dataset, sink)
+        sink({"type": "run_end", "status": "interrupted", "step": state.step})
+        return TrainResult(run_dir, state.step, state.nimg / 1000, "interrupted")
+    sink({"type": "run_end", "status": "done", "step": state.step})
+    return TrainResult(run_dir, state.step, state.nimg / 1000, "done")

@@ -1,0 +1,95 @@
+"""Residual MLP raw net for vector data: forward(x, c_noise) with an embedding of c_noise."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+class PositionalEmbedding(nn.Module):
+    """Sinusoidal embedding of a scalar (Vaswani et al. 2017; DDPM++ noise embedding)."""
+
+    freqs: Tensor
+
+    def __init__(self, dim: int, max_positions: float = 10_000.0) -> None:
+        super().__init__()
+        half = dim // 2
+        freqs = torch.exp(-math.log(max_positions) * torch.arange(half) / max(half - 1, 1))
+        self.register_buffer("freqs", freqs, persistent=False)
+
+    def forward(self, c: Tensor) -> Tensor:
+        arg = c[:, None].float() * self.freqs[None, :]
+        return torch.cat([torch.cos(arg), torch.sin(arg)], dim=1)
+
+
+class FourierEmbedding(nn.Module):
+    """Random Fourier features of a scalar (NCSN++ noise embedding; Tancik et al. 2020)."""
+
+    freqs: Tensor
+
+    def __init__(self, dim: int, scale: float = 16.0) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(0)  # fixed, so a checkpoint never depends on global RNG
+        self.register_buffer("freqs", torch.randn(dim // 2, generator=gen) * scale)
+
+    def forward(self, c: Tensor) -> Tensor:
+        arg = 2 * math.pi * c[:, None].float() * self.freqs[None, :]
+        return torch.cat([torch.cos(arg), torch.sin(arg)], dim=1)
+
+
+class _Block(nn.Module):
+    """h + W2·SiLU(W1·SiLU(LayerNorm(h)) + emb)."""
+
+    def __init__(self, hidden: int, emb: int, dropout: float) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden)
+        self.fc1 = nn.Linear(hidden, hidden)
+        self.emb = nn.Linear(emb, hidden)
+        self.drop = nn.Dropout(dropout)
+        self.fc2 = nn.Linear(hidden, hidden)
+
+    def forward(self, h: Tensor, e: Tensor) -> Tensor:
+        a = nn.functional.silu(self.fc1(nn.functional.silu(self.norm(h))) + self.emb(e))
+        return h + self.fc2(self.drop(a))
+
+
+class MLP(nn.Module):
+    """Raw net for items of `item_shape`; returns [B, C + out_extra, *rest] (C = item_shape[0]).
+
+    `out_extra` = 1 gives the PFGM field head its extra z-channel (pfgm.md §2.4).
+    """
+
+    def __init__(
+        self,
+        item_shape: tuple[int, ...],
+        *,
+        hidden: int = 256,
+        blocks: int = 3,
+        emb_dim: int = 64,
+        embedding: str = "positional",
+        dropout: float = 0.0,
+        out_extra: int = 0,
+    ) -> None:
+        super().__init__()
+        self.item_shape = tuple(item_shape)
+        rest = math.prod(self.item_shape[1:])
+        self.out_shape = (self.item_shape[0] + out_extra, *self.item_shape[1:])
+        n_in, n_out = math.prod(self.item_shape), math.prod(self.item_shape) + out_extra * rest
+        emb_cls = FourierEmbedding if embedding == "fourier" else PositionalEmbedding
+        self.embed = nn.Sequential(emb_cls(emb_dim), nn.Linear(emb_dim, emb_dim), nn.SiLU())
+        self.inp = nn.Linear(n_in, hidden)
+        self.blocks = nn.ModuleList(_Block(hidden, emb_dim, dropout) for _ in range(blocks))
+        self.out_norm = nn.LayerNorm(hidden)
+        self.out = nn.Linear(hidden, n_out)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: Tensor, c_noise: Tensor, labels: Tensor | None = None) -> Tensor:
+        e = self.embed(c_noise)
+        h = self.inp(x.flatten(1))
+        for block in self.blocks:
+            h = block(h, e)
+        out = self.out(nn.functional.silu(self.out_norm(h)))
+        return out.reshape(x.shape[0], *self.out_shape)
