@@ -113,8 +113,9 @@ def _parse_toml(text: str, source: str) -> dict[str, Any]:
 
 def _build(raw: dict[str, Any], source: str, overrides: Sequence[str]) -> Profile:
     """Apply overrides to the raw dict, fill default kinds, then validate."""
+    explicit: set[tuple[str, ...]] = set()
     for item in overrides:
-        _apply_override(raw, item)
+        explicit.add(_apply_override(raw, item, explicit))
     _fill_kinds(raw)
     try:
         return Profile.model_validate(raw)
@@ -192,8 +193,13 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def _apply_override(raw: dict[str, Any], item: str) -> None:
-    """Apply one `key=value` override to the raw profile dict in place."""
+def _apply_override(
+    raw: dict[str, Any], item: str, explicit: set[tuple[str, ...]] | None = None
+) -> tuple[str, ...]:
+    """Apply one `key=value` override to the raw profile dict in place; returns the key path.
+
+    Switching a table's `kind` drops the keys the new kind lacks, unless an override set them.
+    """
     key, sep, value = item.partition("=")
     key = key.strip()
     if not sep or not key:
@@ -206,7 +212,22 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
             prefix = ".".join(parts[: i + 1])
             raise ProfileError(f"override '{item}': '{prefix}' is not a table")
         node = child
-    node[parts[-1]] = _parse_value(value.strip())
+    new = _parse_value(value.strip())
+    if len(parts) == 2 and parts[1] == "kind" and node.get("kind", _default_kind(parts[0])) != new:
+        _drop_foreign_keys(node, parts[0], new, explicit or set())
+    node[parts[-1]] = new
+    return tuple(parts)
+
+
+def _drop_foreign_keys(
+    section: dict[str, Any], table: str, kind: object, explicit: set[tuple[str, ...]]
+) -> None:
+    """Drop the file's keys that a table's new kind does not have (e.g. a toy's `name`)."""
+    model = _model_for(table, kind)
+    if model is None:
+        return  # validation will name the unknown kind
+    for key in [k for k in section if k not in model.model_fields and (table, k) not in explicit]:
+        del section[key]
 
 
 def _resolve_bare(raw: dict[str, Any], key: str) -> list[str]:

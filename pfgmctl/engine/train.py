@@ -86,7 +86,11 @@ def _state_dict(
         "opt": state.opt.state_dict(),
         "step": state.step,
         "nimg": state.nimg,
-        "rng": {"stream": state.stream.state_dict(), "noise": state.noise_gen.get_state()},
+        "rng": {
+            "stream": state.stream.state_dict(),
+            "noise": state.noise_gen.get_state(),
+            "torch": torch.get_rng_state(),  # dropout draws from the global generator
+        },
         "profile": profile_text,
         "item_shape": list(item_shape),
         "version": __version__,
@@ -102,6 +106,7 @@ def _restore(state: TrainState, path: Path) -> None:
         state.opt.load_state_dict(saved["opt"])
         state.stream.load_state_dict(saved["rng"]["stream"])
         state.noise_gen.set_state(saved["rng"]["noise"])
+        torch.set_rng_state(saved["rng"]["torch"])
         state.step, state.nimg = int(saved["step"]), int(saved["nimg"])
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"cannot resume from {path}: {err}") from None
@@ -241,6 +246,7 @@ def train(
     t = profile.train
     method = build_method(profile)
     state = _init_state(profile, dataset, device)
+    torch.manual_seed(t.seed)  # dropout draws from the global generator; saved in checkpoints
     if resume is not None:
         _restore(state, resume)
     total = max(math.ceil(t.kimg * 1000 / t.batch_size), 1)

@@ -12,13 +12,36 @@ import math
 import torch
 from torch import Tensor
 
+CHUNK_ELEMENTS = 1 << 19
+"""Rows of the data set are cast to float64 in chunks of at most this many numbers (4 MiB)."""
+
+
+def _row_chunks(y: Tensor) -> list[tuple[int, int]]:
+    """[start, end) row ranges so that each float64 copy of y[start:end] stays ≤ CHUNK_ELEMENTS."""
+    rows = max(1, CHUNK_ELEMENTS // max(y.shape[1], 1))
+    return [(s, min(s + rows, y.shape[0])) for s in range(0, y.shape[0], rows)]
+
 
 def sq_dist(x: Tensor, y: Tensor) -> Tensor:
-    """‖x_b − y_i‖² for x [B, N], y [n, N] by one matmul, in float64; returns [B, n]."""
+    """‖x_b − y_i‖² for x [B, N], y [n, N] by matmul, accumulated in float64; returns [B, n].
+
+    y is cast to float64 chunk by chunk, so the extra memory is O(B·n) plus a 4 MiB chunk.
+    """
     x = x.to(torch.float64)
-    y = y.to(torch.float64)
-    d2 = x.square().sum(1, keepdim=True) + y.square().sum(1)[None, :] - 2.0 * (x @ y.T)
-    return d2.clamp_min(0.0)
+    out = torch.empty(x.shape[0], y.shape[0], dtype=torch.float64, device=x.device)
+    x_sq = x.square().sum(1, keepdim=True)
+    for start, end in _row_chunks(y):
+        c = y[start:end].to(torch.float64)
+        out[:, start:end] = torch.addmm(x_sq + c.square().sum(1)[None, :], x, c.T, alpha=-2.0)
+    return out.clamp_min_(0.0)
+
+
+def weighted_rows(w: Tensor, y: Tensor) -> Tensor:
+    """w @ y in float64 for w [B, n], y [n, N], casting y chunk by chunk; returns [B, N]."""
+    out = torch.zeros(w.shape[0], y.shape[1], dtype=torch.float64, device=w.device)
+    for start, end in _row_chunks(y):
+        out.addmm_(w[:, start:end].to(torch.float64), y[start:end].to(torch.float64))
+    return out
 
 
 def _sigma_col(sigma: Tensor | float, x: Tensor) -> Tensor:
@@ -41,7 +64,7 @@ def log_weights(x: Tensor, data: Tensor, sigma: Tensor | float, aug_dim: float) 
 def posterior_mean(x: Tensor, data: Tensor, sigma: Tensor | float, aug_dim: float) -> Tensor:
     """E[y | x, r = σ√D] over the data set, shaped like x, float64 (the exact denoiser)."""
     w = log_weights(x, data, sigma, aug_dim).exp()
-    return (w @ data.flatten(1).to(torch.float64)).reshape(x.shape)
+    return weighted_rows(w, data.flatten(1)).reshape(x.shape)
 
 
 def mixture_log_prob(x: Tensor, data: Tensor, sigma: Tensor | float, aug_dim: float) -> Tensor:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from pfgmctl.physics.empirical import sq_dist
+from pfgmctl.physics.empirical import sq_dist, weighted_rows
 
 
 def perturb(
@@ -53,7 +53,7 @@ def field_target(x: Tensor, z: Tensor, charges: Tensor, *, gamma: float) -> tupl
     z64 = z.to(torch.float64)
     d2 = sq_dist(x2, c2) + z64.square()[:, None]
     w = torch.softmax(-0.5 * (n_dim + 1) * torch.log(d2), dim=1)
-    d_x = w @ c2.to(torch.float64) - x2.to(torch.float64)
+    d_x = weighted_rows(w, c2) - x2.to(torch.float64)
     d_z = -z64
     norm = torch.sqrt(d_x.square().sum(1) + d_z.square())
     scale = math.sqrt(n_dim) / (norm + gamma)

@@ -1,0 +1,175 @@
+"""Core-engine benchmarks (issue: core engine). Not a unit test: prints figures measured in one run.
+
+    python tests/benchmarks/bench_core.py [--skip-demo] [--outdir DIR]
+
+(a) the default demo (`pfgmctl train`, profile toy2d-pfgmpp): training wall time and the sliced
+    Wasserstein distance of its samples next to the data-vs-data floor (two independent draws of the
+    same size);
+(b) sampler overhead = wall(sample, K NFE) / (K × wall(one net forward on the same batch)) for
+    euler, heun and rk45, at a batch where one forward takes ≥ 5 ms;
+(c) the PFGM field target (matmul/log-sum-exp) against the reference's broadcast form at N = 3072,
+    B_S = 128, B_L = 1024: time, and peak memory (ru_maxrss increase in a fresh subprocess per variant).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+N_SAMPLES = 4000  # size of both SWD samples
+
+
+def demo(outdir: Path) -> None:
+    """(a) Train the default profile exactly as the README's first command does, then score it."""
+    from pfgmctl.data.toy2d import toy
+    from pfgmctl.engine.build import build_method
+    from pfgmctl.engine.inference import latest_checkpoint, load_checkpoint
+    from pfgmctl.metrics import sliced_wasserstein
+    from pfgmctl.sampling import sample
+
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pfgmctl", "train", "--outdir", str(outdir), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    wall = time.perf_counter() - t0
+    info = json.loads(proc.stdout)
+    loaded = load_checkpoint(latest_checkpoint(Path(info["run_dir"])))
+    prof = loaded.profile
+    x = sample(
+        build_method(prof),
+        loaded.model,
+        seeds=range(10_000, 10_000 + N_SAMPLES),
+        shape=loaded.item_shape,
+        solver=prof.sample.solver,
+        steps=prof.sample.steps,
+    ).x
+    draw = lambda seed: toy(prof.data.name, N_SAMPLES, torch.Generator().manual_seed(seed))  # noqa: E731
+    ref = draw(1001)
+    swd = sliced_wasserstein(x, ref)
+    floor = sliced_wasserstein(draw(1002), ref)
+    print(
+        f"(a) default demo ({prof.name}, {prof.data.name}): train {info['seconds']:.1f} s "
+        f"(command wall {wall:.1f} s, {info['step']} steps)"
+    )
+    print(
+        f"    SWD(samples, data) = {swd:.4f}   floor SWD(data, data) = {floor:.4f}   "
+        f"ratio = {swd / floor:.2f}   [n = {N_SAMPLES}, 256 projections]"
+    )
+
+
+def _time(fn, repeats: int) -> float:
+    fn()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - t0) / repeats
+
+
+def overhead() -> None:
+    """(b) How much the solver loop adds on top of the network evaluations."""
+    from pfgmctl.config.load import load_profile
+    from pfgmctl.engine.build import build_method, build_model
+    from pfgmctl.sampling import sample
+
+    prof = load_profile("toy2d-pfgmpp", ["net.hidden=512", "net.blocks=4"])
+    model = build_model(prof, (2,)).eval()
+    method = build_method(prof)
+
+    def forward_time(batch: int) -> float:
+        x, sigma = torch.randn(batch, 2), torch.full((batch,), 1.0)
+        with torch.no_grad():
+            return _time(lambda: model(x, sigma), 30)
+
+    batch = 256
+    while forward_time(batch) < 5e-3:
+        batch *= 2
+    print(
+        f"(b) sampler overhead at batch {batch}: one forward = {forward_time(batch) * 1e3:.2f} ms"
+    )
+    for solver in ("euler", "heun", "rk45"):
+        run = functools.partial(
+            sample,
+            method,
+            model,
+            seeds=range(batch),
+            shape=(2,),
+            solver=solver,
+            steps=18,
+            batch=batch,
+        )
+        run()  # warm-up
+        t0 = time.perf_counter()
+        nfe = run().nfe
+        wall = time.perf_counter() - t0
+        fwd = forward_time(batch)  # re-measured beside each solver
+        print(
+            f"    {solver:>5}: NFE {nfe:3d}  wall {wall * 1e3:7.1f} ms  "
+            f"overhead = {wall / (nfe * fwd):.3f}"
+        )
+
+
+TARGET_CODE = """
+import resource, sys, time, torch
+from pfgmctl.physics.field import field_target, field_target_naive
+torch.set_num_threads(int(sys.argv[2]))
+g = torch.Generator().manual_seed(0)
+charges = torch.empty(1024, 3072).uniform_(-1, 1, generator=g)
+x = charges[:128] + 0.3 * torch.randn(128, 3072, generator=g)
+z = torch.rand(128, generator=g) * 40
+fn = {"matmul": field_target, "naive": field_target_naive}[sys.argv[1]]
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t0 = time.perf_counter(); fn(x, z, charges, gamma=5.0); first = time.perf_counter() - t0
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t0 = time.perf_counter(); fn(x, z, charges, gamma=5.0); second = time.perf_counter() - t0
+print(min(first, second), (peak - before) * 1024)
+"""
+
+
+def target(threads: int) -> None:
+    """(c) Field target time and peak extra memory, each variant in its own fresh process."""
+    results = {}
+    for variant in ("matmul", "naive"):
+        out = subprocess.run(
+            [sys.executable, "-c", TARGET_CODE, variant, str(threads)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        results[variant] = (float(out[0]), float(out[1]))
+    (tm, mm), (tn, mn) = results["matmul"], results["naive"]
+    print(
+        "(c) PFGM target at N=3072, B_S=128, B_L=1024 "
+        f"({threads} thread{'s' * (threads > 1)}; memory = ru_maxrss increase during the call):"
+    )
+    print(f"    matmul: {tm * 1e3:8.1f} ms  {mm / 2**20:8.1f} MiB")
+    print(f"    naive : {tn * 1e3:8.1f} ms  {mn / 2**20:8.1f} MiB")
+    print(f"    speed-up {tn / tm:.0f}×, memory {mn / max(mm, 1):.0f}× less")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-demo", action="store_true")
+    parser.add_argument("--outdir", type=Path, default=None)
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, {torch.get_num_threads()} threads")
+    if not args.skip_demo:
+        with tempfile.TemporaryDirectory() as tmp:
+            demo(args.outdir or Path(tmp))
+    overhead()
+    target(torch.get_num_threads())
+
+
+if __name__ == "__main__":
+    main()
