@@ -1,6 +1,6 @@
 """Core-engine benchmarks (issue: core engine). Not a unit test: prints figures measured in one run.
 
-    python tests/benchmarks/bench_core.py [--skip-demo] [--outdir DIR]
+    python tests/benchmarks/bench_core.py [--only demo|overhead|target] [--outdir DIR]
 
 (a) the default demo (`pfgmctl train`, profile toy2d-pfgmpp): training wall time and the sliced
     Wasserstein distance of its samples next to the data-vs-data floor (two independent draws of the
@@ -28,7 +28,7 @@ import torch
 N_SAMPLES = 4000  # size of both SWD samples
 
 
-def demo(outdir: Path) -> None:
+def demo(outdir: Path, overrides: list[str]) -> None:
     """(a) Train the default profile exactly as the README's first command does, then score it."""
     from pfgmctl.data.toy2d import toy
     from pfgmctl.engine.build import build_method
@@ -38,7 +38,16 @@ def demo(outdir: Path) -> None:
 
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "pfgmctl", "train", "--outdir", str(outdir), "--json"],
+        [
+            sys.executable,
+            "-m",
+            "pfgmctl",
+            "train",
+            "--outdir",
+            str(outdir),
+            "--json",
+            *[a for o in overrides for a in ("--set", o)],
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -47,25 +56,30 @@ def demo(outdir: Path) -> None:
     info = json.loads(proc.stdout)
     loaded = load_checkpoint(latest_checkpoint(Path(info["run_dir"])))
     prof = loaded.profile
-    x = sample(
+    result = sample(
         build_method(prof),
         loaded.model,
         seeds=range(10_000, 10_000 + N_SAMPLES),
         shape=loaded.item_shape,
         solver=prof.sample.solver,
         steps=prof.sample.steps,
-    ).x
-    draw = lambda seed: toy(prof.data.name, N_SAMPLES, torch.Generator().manual_seed(seed))  # noqa: E731
-    ref = draw(1001)
-    swd = sliced_wasserstein(x, ref)
-    floor = sliced_wasserstein(draw(1002), ref)
+    )
+    x, nfe = result.x, result.nfe
+    swd, floor = [], []
+    for k in range(5):  # five reference draws: both figures are means over them
+        ref = toy(prof.data.name, N_SAMPLES, torch.Generator().manual_seed(1000 + k))
+        other = toy(prof.data.name, N_SAMPLES, torch.Generator().manual_seed(2000 + k))
+        swd.append(sliced_wasserstein(x, ref))
+        floor.append(sliced_wasserstein(other, ref))
+    s, f = sum(swd) / 5, sum(floor) / 5
     print(
         f"(a) default demo ({prof.name}, {prof.data.name}): train {info['seconds']:.1f} s "
         f"(command wall {wall:.1f} s, {info['step']} steps)"
     )
     print(
-        f"    SWD(samples, data) = {swd:.4f}   floor SWD(data, data) = {floor:.4f}   "
-        f"ratio = {swd / floor:.2f}   [n = {N_SAMPLES}, 256 projections]"
+        f"    SWD(samples, data) = {s:.4f}   floor SWD(data, data) = {f:.4f}   "
+        f"ratio = {s / f:.2f}   [n = {N_SAMPLES}, 256 projections, mean of 5 draws; "
+        f"{prof.sample.solver} {prof.sample.steps} steps, NFE {nfe}]"
     )
 
 
@@ -160,15 +174,24 @@ def target(threads: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--skip-demo", action="store_true")
+    parser.add_argument("--only", choices=["demo", "overhead", "target"], default=None)
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        help="profile override for the demo run (experiments only)",
+    )
     parser.add_argument("--outdir", type=Path, default=None)
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, {torch.get_num_threads()} threads")
-    if not args.skip_demo:
+    if args.only in (None, "demo"):
         with tempfile.TemporaryDirectory() as tmp:
-            demo(args.outdir or Path(tmp))
-    overhead()
-    target(torch.get_num_threads())
+            demo(args.outdir or Path(tmp), args.overrides)
+    if args.only in (None, "overhead"):
+        overhead()
+    if args.only in (None, "target"):
+        target(torch.get_num_threads())
 
 
 if __name__ == "__main__":
