@@ -88,7 +88,7 @@ def test_exact_sampling_needs_no_training() -> None:
         "--json",
     )
     assert code == 0, err
-    assert json.loads(out)["nfe"] == 35
+    assert json.loads(out)["nfe"] == 2 * 31 + 1  # 32 Heun steps: 31 Heun + one denoiser step
     assert np.load("e.npz")["samples"].shape == (32, 2)
 
 
@@ -194,3 +194,17 @@ def test_existing_output_not_overwritten() -> None:
     )
     assert code == 0, err
     assert np.load("keep.npz")["samples"].shape == (4, 2)
+
+
+def test_help_does_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys; import pfgmctl.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pfgmctl", "--help"], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0
+    assert "train" in proc.stdout
