@@ -26,13 +26,9 @@ def prior_for_seeds(
     method: Method, seeds: Sequence[int], shape: tuple[int, ...], device: torch.device
 ) -> tuple[Tensor, Tensor]:
     """One generator per seed, so sample i depends only on seed i (EDM's StackedRandomGenerator)."""
-    xs, clipped = [], []
-    for seed in seeds:
-        gen = torch.Generator(device=device).manual_seed(int(seed))
-        draw = method.prior(1, shape, gen=gen, device=device)
-        xs.append(draw.x)
-        clipped.append(draw.clipped)
-    return torch.cat(xs), torch.cat(clipped)
+    gens = [torch.Generator(device=device).manual_seed(int(seed)) for seed in seeds]
+    draw = method.prior(len(gens), shape, gen=gens, device=device)
+    return draw.x, draw.clipped
 
 
 @torch.no_grad()

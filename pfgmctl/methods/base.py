@@ -7,6 +7,7 @@ from typing import ClassVar, NamedTuple, Protocol
 import torch
 from torch import Tensor, nn
 
+from pfgmctl.physics.kernels import Generators
 from pfgmctl.solvers.base import Rhs
 
 
@@ -45,7 +46,7 @@ class Method(Protocol):
         ...
 
     def prior(
-        self, n: int, shape: tuple[int, ...], *, gen: torch.Generator, device: torch.device
+        self, n: int, shape: tuple[int, ...], *, gen: Generators, device: torch.device
     ) -> PriorDraw:
         """n draws of the prior at grid[0], float64."""
         ...

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from pfgmctl.methods.base import LossOut, PriorDraw, batch_time
 from pfgmctl.physics.field import field_target, perturb, substitute_fz
-from pfgmctl.physics.kernels import clip_norm, log_kernel, sample_noise
+from pfgmctl.physics.kernels import Generators, clip_norm, log_kernel, sample_noise
 from pfgmctl.solvers.base import Rhs
 from pfgmctl.solvers.schedules import log_uniform
 
@@ -71,7 +71,7 @@ class PFGM:
         return z.log() if self.time_var == "log_z" else z
 
     def prior(
-        self, n: int, shape: tuple[int, ...], *, gen: torch.Generator, device: torch.device
+        self, n: int, shape: tuple[int, ...], *, gen: Generators, device: torch.device
     ) -> PriorDraw:
         """Poisson kernel on the z_max plane = PFGM++ kernel with D = 1, r = z_max (pfgm.md §3).
 

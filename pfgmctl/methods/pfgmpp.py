@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from pfgmctl.methods.base import LossOut, PriorDraw, batch_time
-from pfgmctl.physics.kernels import log_kernel, sample_noise
+from pfgmctl.physics.kernels import Generators, log_kernel, sample_noise
 from pfgmctl.solvers.base import Rhs
 from pfgmctl.solvers.schedules import karras
 
@@ -58,7 +58,7 @@ class PFGMPP:
         return karras(steps, self.sigma_min, self.sigma_max, self.rho, device=device)
 
     def prior(
-        self, n: int, shape: tuple[int, ...], *, gen: torch.Generator, device: torch.device
+        self, n: int, shape: tuple[int, ...], *, gen: Generators, device: torch.device
     ) -> PriorDraw:
         """x ~ p_{r_max}(·|0), r_max = σ_max√D, never rescaled or clipped (§A5)."""
         x = sample_noise((n, *shape), self.sigma_max, self.aug_dim, generator=gen, device=device)

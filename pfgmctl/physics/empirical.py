@@ -12,8 +12,8 @@ import math
 import torch
 from torch import Tensor
 
-CHUNK_ELEMENTS = 1 << 19
-"""Rows of the data set are cast to float64 in chunks of at most this many numbers (4 MiB)."""
+CHUNK_ELEMENTS = 1 << 17
+"""Rows of the data set are cast to float64 in chunks of at most this many numbers (1 MiB)."""
 
 
 def _row_chunks(y: Tensor) -> list[tuple[int, int]]:
@@ -25,22 +25,25 @@ def _row_chunks(y: Tensor) -> list[tuple[int, int]]:
 def sq_dist(x: Tensor, y: Tensor) -> Tensor:
     """‖x_b − y_i‖² for x [B, N], y [n, N] by matmul, accumulated in float64; returns [B, n].
 
-    y is cast to float64 chunk by chunk, so the extra memory is O(B·n) plus a 4 MiB chunk.
+    y is cast to float64 chunk by chunk, so the extra memory is O(B·n + B·N) plus a 1 MiB chunk.
     """
     x = x.to(torch.float64)
     out = torch.empty(x.shape[0], y.shape[0], dtype=torch.float64, device=x.device)
-    x_sq = x.square().sum(1, keepdim=True)
+    x_sq = torch.linalg.vector_norm(x, dim=1, keepdim=True).square_()
     for start, end in _row_chunks(y):
         c = y[start:end].to(torch.float64)
-        out[:, start:end] = torch.addmm(x_sq + c.square().sum(1)[None, :], x, c.T, alpha=-2.0)
+        c_sq = torch.linalg.vector_norm(c, dim=1).square_()
+        torch.addmm(x_sq + c_sq[None, :], x, c.T, alpha=-2.0, out=out[:, start:end])
     return out.clamp_min_(0.0)
 
 
-def weighted_rows(w: Tensor, y: Tensor) -> Tensor:
-    """w @ y in float64 for w [B, n], y [n, N], casting y chunk by chunk; returns [B, N]."""
-    out = torch.zeros(w.shape[0], y.shape[1], dtype=torch.float64, device=w.device)
+def weighted_rows(w: Tensor, y: Tensor, dtype: torch.dtype = torch.float64) -> Tensor:
+    """w @ y in `dtype` for w [B, n], y [n, N], casting y chunk by chunk; returns [B, N]."""
+    if y.dtype == dtype:
+        return w.to(dtype) @ y
+    out = torch.zeros(w.shape[0], y.shape[1], dtype=dtype, device=w.device)
     for start, end in _row_chunks(y):
-        out.addmm_(w[:, start:end].to(torch.float64), y[start:end].to(torch.float64))
+        out.addmm_(w[:, start:end].to(dtype), y[start:end].to(dtype))
     return out
 
 

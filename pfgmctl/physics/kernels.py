@@ -8,9 +8,13 @@ no clip of a Beta draw; D = inf is the Gaussian (EDM) limit. D = 1 at r = z_max 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
+
+Generators = torch.Generator | Sequence[torch.Generator]
+"""One generator for the whole batch, or one per row (per-seed sampling: row i depends on seed i)."""
 
 
 def _as_column(sigma: Tensor | float, batch: int, ndim: int, like: Tensor) -> Tensor:
@@ -21,11 +25,24 @@ def _as_column(sigma: Tensor | float, batch: int, ndim: int, like: Tensor) -> Te
     return s.reshape(batch, *([1] * (ndim - 1)))
 
 
-def chi2(df: float, batch: int, *, generator: torch.Generator, device: torch.device) -> Tensor:
+def _randn(shape: tuple[int, ...], generator: Generators, device: torch.device) -> Tensor:
+    """Standard normals of `shape` in float64, row b from generator[b] when given a sequence."""
+    if isinstance(generator, torch.Generator):
+        return torch.randn(shape, dtype=torch.float64, device=device, generator=generator)
+    rows = [
+        torch.randn(shape[1:], dtype=torch.float64, device=device, generator=g) for g in generator
+    ]
+    return torch.stack(rows)
+
+
+def chi2(df: float, batch: int, *, generator: Generators, device: torch.device) -> Tensor:
     """s ~ χ²_df = 2·Gamma(df/2), [batch] float64, drawn from `generator` (any real df > 0)."""
     alpha = torch.full((batch,), df / 2.0, dtype=torch.float64, device=device)
     # torch.distributions takes no Generator; the private _standard_gamma does (checked on 2.13).
-    return 2.0 * torch._standard_gamma(alpha, generator=generator)
+    if isinstance(generator, torch.Generator):
+        return 2.0 * torch._standard_gamma(alpha, generator=generator)
+    rows = [torch._standard_gamma(alpha[:1], generator=g) for g in generator]
+    return 2.0 * torch.cat(rows)
 
 
 def sample_noise(
@@ -33,12 +50,15 @@ def sample_noise(
     sigma: Tensor | float,
     aug_dim: float,
     *,
-    generator: torch.Generator,
+    generator: Generators,
     device: torch.device | str = "cpu",
 ) -> Tensor:
-    """Draw n ~ p_{σ√D}(·|0) of `shape` = (B, *item) in float64; `sigma` is a scalar or [B]."""
+    """Draw n ~ p_{σ√D}(·|0) of `shape` = (B, *item) in float64; `sigma` is a scalar or [B].
+
+    With a sequence of B generators, row b uses only generator b (normals first, then χ²).
+    """
     device = torch.device(device)
-    g = torch.randn(shape, dtype=torch.float64, device=device, generator=generator)
+    g = _randn(shape, generator, device)
     scale = _as_column(sigma, shape[0], len(shape), g)
     if math.isinf(aug_dim):
         return scale * g
