@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 TINY = [
     "data.n=512",
@@ -46,3 +48,12 @@ def tiny() -> list[str]:
 def tiny_keys() -> list[str]:
     """The tiny-run overrides as `key=value` strings."""
     return list(TINY)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Tiny float64 kernels run faster on one intra-op thread (no fork/join per op)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

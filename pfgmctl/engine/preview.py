@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from pfgmctl.config.schema import SampleConfig
+from pfgmctl.engine.rundir import Sink
 from pfgmctl.methods import Method
 from pfgmctl.sampling import SampleResult, sample
 from pfgmctl.solvers import StepInfo, is_adaptive
-
-Sink = Callable[[dict[str, Any]], None]
 
 
 def sample_with_events(

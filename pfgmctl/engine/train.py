@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,11 +30,9 @@ from pfgmctl.engine.checkpoint import (
 from pfgmctl.engine.ema import EMA
 from pfgmctl.engine.grid import samples_picture, save_png
 from pfgmctl.engine.preview import sample_with_events
-from pfgmctl.engine.rundir import write_latest
+from pfgmctl.engine.rundir import Sink, write_latest
 from pfgmctl.errors import CheckpointError
 from pfgmctl.methods import Method
-
-Sink = Callable[[dict[str, Any]], None]
 
 
 @dataclass
