@@ -265,16 +265,17 @@ def train(
     try:
         while state.step < total:
             losses.append(_train_step(state, method, profile, device))
+            tick = state.step % tick_steps == 0 or state.step >= total
+            if tick:
+                record = _tick_record(state, method, losses, nimg0, time.perf_counter() - t0)
+                last_loss, losses = record["loss"], []
+                sink(record)
             sink({"type": "progress", "step": state.step, "total": total, "loss": last_loss})
-            if state.step % tick_steps and state.step < total:
-                continue
-            record = _tick_record(state, method, losses, nimg0, time.perf_counter() - t0)
-            last_loss = record["loss"]
-            sink(record)
-            losses, nimg0, t0 = [], state.nimg, time.perf_counter()
-            if (state.step // tick_steps) % t.ckpt_ticks == 0 or state.step >= total:
+            if tick and ((state.step // tick_steps) % t.ckpt_ticks == 0 or state.step >= total):
                 _checkpoint(run_dir, state, method, profile, dataset, sink)
                 saved = state.step
+            if tick:  # checkpoint and preview time stays out of the next tick's img/s
+                nimg0, t0 = state.nimg, time.perf_counter()
     except KeyboardInterrupt:
         if state.step > saved:
             _checkpoint(run_dir, state, method, profile, dataset, sink)
