@@ -12,8 +12,8 @@ import math
 import torch
 from torch import Tensor
 
-CHUNK_ELEMENTS = 1 << 17
-"""Rows of the data set are cast to float64 in chunks of at most this many numbers (1 MiB)."""
+CHUNK_ELEMENTS = 1 << 18
+"""Rows of the data set are cast to float64 in chunks of at most this many numbers (2 MiB)."""
 
 
 def _row_chunks(y: Tensor) -> list[tuple[int, int]]:
@@ -25,7 +25,7 @@ def _row_chunks(y: Tensor) -> list[tuple[int, int]]:
 def sq_dist(x: Tensor, y: Tensor) -> Tensor:
     """‖x_b − y_i‖² for x [B, N], y [n, N] by matmul, accumulated in float64; returns [B, n].
 
-    y is cast to float64 chunk by chunk, so the extra memory is O(B·n + B·N) plus a 1 MiB chunk.
+    y is cast to float64 chunk by chunk, so the extra memory is O(B·n + B·N) plus a 2 MiB chunk.
     """
     x = x.to(torch.float64)
     out = torch.empty(x.shape[0], y.shape[0], dtype=torch.float64, device=x.device)

@@ -152,26 +152,33 @@ charges = torch.empty(1024, 3072).uniform_(-1, 1, generator=g)
 x = charges[:128] + 0.3 * torch.randn(128, 3072, generator=g)
 z = torch.rand(128, generator=g) * 40
 fn = {"matmul": field_target, "naive": field_target_naive}[sys.argv[1]]
-t0 = time.perf_counter(); fn(x, z, charges, gamma=5.0); first = time.perf_counter() - t0
-# The first call also pays one-time library set-up (MKL buffers). Reset the high-water mark
-# (Linux clear_refs 5) so ru_maxrss measures the second call's own peak.
+times = []
+for _ in range(int(sys.argv[3])):
+    t0 = time.perf_counter(); fn(x, z, charges, gamma=5.0); times.append(time.perf_counter() - t0)
+# The first call also pays one-time library set-up (MKL buffers). Return freed memory to the OS,
+# then reset the high-water mark (Linux clear_refs 5) so ru_maxrss measures the second call.
+import ctypes, gc
+gc.collect()
+ctypes.CDLL("libc.so.6").malloc_trim(0)
 with open("/proc/self/clear_refs", "w") as f:
     f.write("5")
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-t0 = time.perf_counter(); fn(x, z, charges, gamma=5.0); second = time.perf_counter() - t0
+fn(x, z, charges, gamma=5.0)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(min(first, second), (peak - before) * 1024)
+print(min(times), (peak - before) * 1024)
 """
 
 
-def _target_run(variant: str, threads: int, strict_malloc: bool) -> tuple[float, float]:
+def _target_run(
+    variant: str, threads: int, strict_malloc: bool, repeats: int
+) -> tuple[float, float]:
     env = dict(os.environ)
     if (
         strict_malloc
     ):  # every block ≥ 64 KiB is fresh memory, never recycled (already resident) heap
         env["MALLOC_MMAP_THRESHOLD_"] = "65536"
     out = subprocess.run(
-        [sys.executable, "-c", TARGET_CODE, variant, str(threads)],
+        [sys.executable, "-c", TARGET_CODE, variant, str(threads), str(repeats)],
         capture_output=True,
         text=True,
         check=True,
@@ -183,14 +190,15 @@ def _target_run(variant: str, threads: int, strict_malloc: bool) -> tuple[float,
 def target(threads: int) -> None:
     """(c) Field target time and peak extra memory, each variant in fresh processes.
 
-    Time: best of a cold and a warm call under the default allocator. Memory: ru_maxrss increase
+    Time: best of 9 (naive: 3) calls under the default allocator. Memory: ru_maxrss increase
     during a warm call (after resetting the high-water mark) with glibc's mmap threshold fixed at
     64 KiB, so heap blocks freed by the warm-up call cannot hide the call's own working set.
     """
     rows = {}
     for variant in ("matmul", "naive"):
-        seconds, _ = _target_run(variant, threads, strict_malloc=False)
-        _, peak = _target_run(variant, threads, strict_malloc=True)
+        repeats = 9 if variant == "matmul" else 3
+        seconds, _ = _target_run(variant, threads, strict_malloc=False, repeats=repeats)
+        _, peak = _target_run(variant, threads, strict_malloc=True, repeats=1)
         rows[variant] = (seconds, peak)
     (tm, mm), (tn, mn) = rows["matmul"], rows["naive"]
     print(f"(c) PFGM target at N=3072, B_S=128, B_L=1024 ({threads} threads):")
