@@ -102,7 +102,18 @@ class ArrayData(BaseModel):
     shift: float = 0.0
 
 
-DataConfig = Annotated[ToyData | ArrayData, Field(discriminator="kind")]
+class DigitsData(BaseModel):
+    """scikit-learn's bundled 8×8 digits (the `data` extra), pixels mapped to [−1, 1]."""
+
+    model_config = _STRICT
+    kind: Literal["digits"] = "digits"
+    n: PosInt | None = None
+    holdout: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    scale: float = 1.0
+    shift: float = 0.0
+
+
+DataConfig = Annotated[ToyData | ArrayData | DigitsData, Field(discriminator="kind")]
 
 
 class TrainConfig(BaseModel):

@@ -11,12 +11,13 @@ import torch
 from torch import Tensor
 
 from pfgmctl.data.arrays import load_array
+from pfgmctl.data.digits import load_digits
 from pfgmctl.data.stream import DataStream
 from pfgmctl.data.toy2d import TOYS, toy
 from pfgmctl.errors import DataError
 
 if TYPE_CHECKING:
-    from pfgmctl.config.schema import ArrayData, ToyData
+    from pfgmctl.config.schema import ArrayData, DigitsData, ToyData
 
 __all__ = [
     "HOLDOUT_SEED",
@@ -52,11 +53,14 @@ class Dataset:
         return math.prod(self.item_shape)
 
 
-def build_dataset(cfg: ToyData | ArrayData) -> Dataset:
+def build_dataset(cfg: ToyData | ArrayData | DigitsData) -> Dataset:
     """Draw or load the data of a `[data]` table, scale/shift it and split off the holdout."""
     if cfg.kind == "toy":
         gen = torch.Generator().manual_seed(cfg.seed)
         x, name = toy(cfg.name, cfg.n, gen), f"toy:{cfg.name}"
+    elif cfg.kind == "digits":
+        x, name = load_digits()[0], "digits"
+        x = x[: cfg.n] if cfg.n is not None else x
     else:
         x, name = _load_rows(cfg), Path(cfg.path).name
     x = x * cfg.scale + cfg.shift
