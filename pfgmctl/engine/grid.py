@@ -112,9 +112,16 @@ def scatter_png(
 
 
 def samples_picture(x: Tensor, ref: Tensor | None = None) -> Image.Image:
-    """Picture of a batch: scatter for [B, 2] (or first two coords of [B, N]), grid for images."""
+    """Picture of a batch: scatter for [B, 2] (or first two coords of [B, N]), grid for images.
+
+    Images smaller than 32 px are enlarged by an integer factor (nearest neighbour) to be seen.
+    """
     if x.ndim == 4 and x.shape[1] in (1, 3):
-        return image_grid(x)
+        grid = image_grid(x)
+        factor = max(1, 32 // max(x.shape[2], 1))
+        if factor > 1:
+            grid = grid.resize((grid.width * factor, grid.height * factor), Image.Resampling.NEAREST)
+        return grid
     if x.ndim == 2 and x.shape[1] >= 2:
         ref2 = ref.reshape(ref.shape[0], -1)[:, :2] if ref is not None else None
         return scatter_png(x[:, :2], ref=ref2)
