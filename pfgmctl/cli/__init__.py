@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from pfgmctl.cli import profile, sample, train
+from pfgmctl.cli import encode, interpolate, likelihood, profile, runs, sample, train, tui
 from pfgmctl.cli.app import app
 
-__all__ = ["app", "main", "profile", "sample", "train"]
+__all__ = [
+    "app",
+    "encode",
+    "interpolate",
+    "likelihood",
+    "main",
+    "profile",
+    "runs",
+    "sample",
+    "train",
+    "tui",
+]
 
 
 def main() -> None:

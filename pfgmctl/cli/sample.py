@@ -20,10 +20,11 @@ if TYPE_CHECKING:
     from torch import Tensor
 
 
-def _exact_source(
-    data: str, profile: str | None, overrides: tuple[str, ...]
-) -> tuple[Profile, Any]:
-    """Profile P with its data replaced by DATA (a file or a built-in toy) and the exact model."""
+def exact_source(data: str, profile: str | None, overrides: tuple[str, ...]) -> tuple[Profile, Any]:
+    """Profile P with its data replaced by DATA (a file or a built-in toy) and the exact model.
+
+    Returns (profile, (model, item_shape, training rows)).
+    """
     from pfgmctl.data import build_dataset
     from pfgmctl.data.toy2d import TOYS
     from pfgmctl.engine.build import build_exact, resolve
@@ -44,9 +45,13 @@ def _exact_source(
     return prof, (build_exact(prof, dataset.train), dataset.item_shape, dataset.train)
 
 
-def _trained_source(
+def trained_source(
     run: Path | None, checkpoint: Path | None, overrides: tuple[str, ...]
 ) -> tuple[Profile, Any, Path | None]:
+    """The model of --checkpoint FILE or of --run DIR (default: the newest run), with its profile.
+
+    Returns (profile, (model, item_shape, None), run_dir or None).
+    """
     from pfgmctl.engine.inference import latest_checkpoint, load_checkpoint
 
     if checkpoint is not None:
@@ -173,8 +178,12 @@ def sample(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print one JSON result on stdout.")
     ] = False,
+    latents: Annotated[
+        Path | None,
+        typer.Option(help="Decode the latents of an `encode` .npz instead of prior draws."),
+    ] = None,
 ) -> None:
-    """Generate samples by integrating the backward ODE from the prior."""
+    """Generate samples by integrating the backward ODE from the prior (or given --latents)."""
     from pfgmctl.cli.render import SampleRenderer
     from pfgmctl.engine.build import build_method, pick_device
     from pfgmctl.engine.preview import sample_with_events
@@ -184,16 +193,21 @@ def sample(
         raise UsageError("use only one of --run, --checkpoint and --exact")
     if profile is not None and exact is None:
         raise UsageError("--profile only goes with --exact (a trained model carries its profile)")
+    if latents is not None and (n, seed, seeds) != (None, None, None):
+        raise UsageError("--latents fixes the samples; drop -n/--seed/--seeds")
     seed_list = seeds_from_options(n, seed, seeds)
     overrides = tuple(set_ or ())
     if out is not None:
         check_output(out, force, (".png", ".npz"))
     if exact is not None:
-        prof, (model, shape, ref) = _exact_source(exact, profile, overrides)
+        prof, (model, shape, ref) = exact_source(exact, profile, overrides)
         run_dir = None
     else:
-        prof, (model, shape, ref), run_dir = _trained_source(run, checkpoint, overrides)
+        prof, (model, shape, ref), run_dir = trained_source(run, checkpoint, overrides)
     prof = _with_sampling(prof, solver, steps, rtol, atol, batch)
+    x_init = _read_latents(latents, prof, model, shape) if latents is not None else None
+    if x_init is not None:
+        seed_list = list(range(len(x_init)))
     dev = pick_device(device.value)
     job = _job_name(run_dir)
     if out is None:
@@ -202,16 +216,20 @@ def sample(
     sink = RunSink(run_dir) if run_dir is not None else NullSink()
     t0 = time.perf_counter()
     with SampleRenderer(err_console, quiet=json_out) as renderer:
-        result = sample_with_events(
-            build_method(prof),
-            model.to(dev),
-            prof.sample,
-            seeds=seed_list,
-            shape=shape,
-            device=dev,
-            sink=FanoutSink(sink, renderer),
-            job=job,
-            path=str(out),
+        result = (
+            _decode(x_init, build_method(prof), model.to(dev), prof, dev)
+            if x_init is not None
+            else sample_with_events(
+                build_method(prof),
+                model.to(dev),
+                prof.sample,
+                seeds=seed_list,
+                shape=shape,
+                device=dev,
+                sink=FanoutSink(sink, renderer),
+                job=job,
+                path=str(out),
+            )
         )
     _write(out, result.x, seed_list, result.nfe, prof, ref)
     info = {
@@ -232,6 +250,34 @@ def sample(
             f"{info['seconds']:.2f} s" + _clip_note(result.prior_clipped),
             highlight=False,
         )
+
+
+def _read_latents(path: Path, prof: Profile, model: Any, shape: tuple[int, ...]) -> Tensor:
+    """Latents of an `encode` file, checked against this model (id and item shape)."""
+    from pfgmctl.cli.encode import Source, model_fingerprint, read_latents
+
+    src = Source(prof, model, tuple(shape), model_fingerprint(model, tuple(shape), prof), None)
+    return read_latents(path, src)
+
+
+def _decode(x_init: Tensor, method: Any, model: Any, prof: Profile, dev: Any) -> Any:
+    """Integrate from given latents at grid[0] with the profile's sampler (final step included)."""
+    from pfgmctl.sampling import sample as run_sample
+
+    cfg = prof.sample
+    return run_sample(
+        method,
+        model,
+        seeds=list(range(len(x_init))),
+        shape=tuple(x_init.shape[1:]),
+        solver=cfg.solver,
+        steps=cfg.steps,
+        device=dev,
+        rtol=cfg.rtol,
+        atol=cfg.atol,
+        batch=cfg.batch,
+        x_init=x_init,
+    )
 
 
 def _clip_note(share: float) -> str:

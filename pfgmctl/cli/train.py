@@ -86,8 +86,15 @@ def train(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print one JSON result on stdout.")
     ] = False,
+    tui: Annotated[
+        bool,
+        typer.Option("--tui", help="Train in a child process and watch it in the dashboard."),
+    ] = False,
 ) -> None:
     """Train a profile; writes profile.toml, metrics, checkpoints and sample pictures to a run dir."""
+    if tui and not dry_run:
+        _train_tui(profile, set_, outdir, resume, device, json_out)
+        return
     from pfgmctl.data import build_dataset
     from pfgmctl.engine.build import build_model, resolve
 
@@ -115,6 +122,26 @@ def train(
         _print_dry_run(prof, summary, json_out)
         return
     _run(prof, dataset, out, run, state_path, summary, json_out)
+
+
+def _train_tui(
+    profile: str | None,
+    set_: list[str] | None,
+    outdir: Path | None,
+    resume: str | None,
+    device: Device | None,
+    json_out: bool,
+) -> None:
+    """`train --tui`: the same training as a child process, watched by `pfgmctl tui`."""
+    from pfgmctl.cli.tui import child_command, train_with_tui
+
+    if json_out:
+        raise UsageError("--tui cannot be combined with --json; drop one of them")
+    out = runs_dir(outdir)
+    run = _resume_source(resume, out)[1] if resume is not None else None
+    dev = device.value if device is not None else None
+    cmd = child_command(profile, list(set_ or ()), outdir, resume, dev)
+    train_with_tui(cmd, out, run, None)
 
 
 def _profile_of_run(run: Path, state_path: Path, overrides: tuple[str, ...]) -> Profile:

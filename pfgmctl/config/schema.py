@@ -136,6 +136,9 @@ class TrainConfig(BaseModel):
     preview_n: Annotated[int, Field(ge=0)] = 64
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    eval_every_kimg: Annotated[float, Field(ge=0)] = 0.0  # 0 = no evaluation during training
+    eval_n: Annotated[int, Field(ge=2)] = 1000
+    eval_metric: Literal["auto", "swd", "energy", "mmd", "kid", "nn1", "fd_digits"] = "auto"
 
 
 class SampleConfig(BaseModel):

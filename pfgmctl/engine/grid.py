@@ -120,7 +120,9 @@ def samples_picture(x: Tensor, ref: Tensor | None = None) -> Image.Image:
         grid = image_grid(x)
         factor = max(1, 32 // max(x.shape[2], 1))
         if factor > 1:
-            grid = grid.resize((grid.width * factor, grid.height * factor), Image.Resampling.NEAREST)
+            grid = grid.resize(
+                (grid.width * factor, grid.height * factor), Image.Resampling.NEAREST
+            )
         return grid
     if x.ndim == 2 and x.shape[1] >= 2:
         ref2 = ref.reshape(ref.shape[0], -1)[:, :2] if ref is not None else None

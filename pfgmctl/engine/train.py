@@ -230,6 +230,30 @@ def _preview(
     return path.name
 
 
+def _maybe_eval(
+    record: dict[str, Any],
+    state: TrainState,
+    method: Method,
+    profile: Profile,
+    dataset: Dataset,
+    *,
+    since_nimg: int,
+    last: bool,
+) -> None:
+    """Add an "eval" entry (EMA weights, fixed seeds) to a tick record when eval_every_kimg is due."""
+    t = profile.train
+    every = round(t.eval_every_kimg * 1000)
+    if t.eval_every_kimg <= 0 or (
+        state.nimg // max(every, 1) == since_nimg // max(every, 1) and not last
+    ):
+        return
+    from pfgmctl.benchmark import eval_during_training  # metrics stack loads only when used
+
+    record["eval"] = eval_during_training(
+        method, state.ema.module, profile, dataset, n=t.eval_n, metric=t.eval_metric
+    )
+
+
 def train(
     profile: Profile,
     dataset: Dataset,
@@ -269,6 +293,8 @@ def train(
             if tick:
                 record = _tick_record(state, method, losses, nimg0, time.perf_counter() - t0)
                 last_loss, losses = record["loss"], []
+                last = state.step >= total
+                _maybe_eval(record, state, method, profile, dataset, since_nimg=nimg0, last=last)
                 sink(record)
             sink({"type": "progress", "step": state.step, "total": total, "loss": last_loss})
             if tick and ((state.step // tick_steps) % t.ckpt_ticks == 0 or state.step >= total):

@@ -1,0 +1,1 @@
+"""`pfgmctl tui`: a Textual dashboard that watches a run directory (no torch imports)."""
