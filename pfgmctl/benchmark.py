@@ -21,6 +21,7 @@ from pfgmctl.config.schema import PFGMPPMethod, Profile, ToyData
 from pfgmctl.data import Dataset, build_dataset, toy
 from pfgmctl.engine.build import build_method
 from pfgmctl.engine.inference import Loaded, latest_checkpoint, load_checkpoint
+from pfgmctl.methods import Method
 from pfgmctl.metrics import MetricFn, metric_fn
 from pfgmctl.robustness import quantize_model, sample_noisy
 from pfgmctl.sampling import SampleResult, sample
@@ -62,6 +63,7 @@ class Row:
     values: list[float] = field(default_factory=list)
     floor: float | None = None
     seconds: float = 0.0
+    deltas: list[float] | None = None  # perturbed − clean, per seed set (paired: same seeds, refs)
 
     @property
     def mean(self) -> float:
@@ -73,9 +75,31 @@ class Row:
         """Sample standard deviation over seed sets (0 for one set)."""
         return statistics.stdev(self.values) if len(self.values) > 1 else 0.0
 
+    @property
+    def delta(self) -> float | None:
+        """Mean paired degradation against the clean setting (None for clean rows)."""
+        return statistics.fmean(self.deltas) if self.deltas else None
+
+    @property
+    def delta_se(self) -> float | None:
+        """Standard error of `delta` over seed sets."""
+        if not self.deltas or len(self.deltas) < 2:
+            return None
+        return statistics.stdev(self.deltas) / math.sqrt(len(self.deltas))
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON/CSV-ready dict including mean and std."""
-        return {**asdict(self), "mean": self.mean, "std": self.std}
+        """JSON/CSV-ready dict including mean, std and the paired delta."""
+        extra = {"delta": self.delta, "delta_se": self.delta_se}
+        return {**asdict(self), "mean": self.mean, "std": self.std, **extra}
+
+
+def pair_deltas(rows: Sequence[Row]) -> None:
+    """Set `deltas` of each perturbed row from the clean row of the same run, solver, steps, metric."""
+    clean = {(r.run, r.solver, r.steps, r.metric): r for r in rows if r.perturbation == "none"}
+    for r in rows:
+        base = clean.get((r.run, r.solver, r.steps, r.metric))
+        if r.perturbation != "none" and base is not None:
+            r.deltas = [v - c for v, c in zip(r.values, base.values, strict=True)]
 
 
 def settings(
@@ -219,11 +243,12 @@ def bench_run(
             if on_row is not None:
                 on_row(cell)
         rows += cells
+    pair_deltas(rows)
     return rows
 
 
 def eval_during_training(
-    method: Any, model: nn.Module, profile: Profile, dataset: Dataset, *, n: int, metric: str
+    method: Method, model: nn.Module, profile: Profile, dataset: Dataset, *, n: int, metric: str
 ) -> dict[str, Any]:
     """One fixed-seed evaluation (seeds 0..n−1, reference set 0) of `model` with the profile's sampler."""
     device = next(iter(model.parameters())).device

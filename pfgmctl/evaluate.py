@@ -3,7 +3,11 @@
 "FD-digits" is not FID: the feature net is an MLP trained in about a second on scikit-learn's 8×8
 digits, deterministically (fixed generator, full-batch Adam), and cached under the user cache dir.
 FID goes through torch-fidelity (the `fid` extra) with a local Inception weights file; nothing is
-ever downloaded.
+ever downloaded. torch-fidelity imports torchvision, which does not import beside the CPU torch
+2.13 wheel, so the extra is for machines with a matching pair, e.g. on a GPU machine:
+`pip install torch==2.14.1 torchvision==0.29.1 -e ".[fid]"`, then copy
+weights-inception-2015-12-05-6726825d.pth there and pass `--inception-weights PATH`
+(or set PFGMCTL_INCEPTION_WEIGHTS).
 """
 
 from __future__ import annotations

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from pfgmctl.cli import encode, interpolate, likelihood, profile, runs, sample, train, tui
+from pfgmctl.cli import doctor, encode, interpolate, likelihood, profile, runs, sample, train, tui
 from pfgmctl.cli.app import app
 
 __all__ = [
     "app",
+    "doctor",
     "encode",
     "interpolate",
     "likelihood",

@@ -109,24 +109,15 @@ def _fid_value(x: Tensor, ref: Tensor, *, weights: Path) -> float:
 
 
 def _table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="quality per NFE (mean ± std over seed sets; floor = data vs data)")
-    for col in (
-        "run",
-        "solver",
-        "steps",
-        "perturbation",
-        "NFE",
-        "metric",
-        "value",
-        "floor",
-        "s/set",
-    ):
-        table.add_column(col, justify="right" if col not in ("run", "solver", "metric") else "left")
+    table = Table(title="quality per NFE: mean ± std over seed sets; Δ = paired change vs clean")
+    for col in ("run", "solver", "steps", "perturb.", "NFE", "metric", "value", "Δ ± se", "floor"):
+        table.add_column(col, justify="left" if col in ("run", "solver", "metric") else "right")
     for r in rows:
+        delta = "" if r["delta"] is None else f"{r['delta']:+.3g} ± {r['delta_se'] or 0:.2g}"
         table.add_row(
             r["run"], r["solver"], str(r["steps"] or "-"), r["perturbation"], str(r["nfe"]),
-            r["metric"], f"{r['mean']:.4g} ± {r['std']:.2g}",
-            "-" if r["floor"] is None else f"{r['floor']:.4g}", f"{r['seconds']:.2f}",
+            r["metric"], f"{r['mean']:.4g} ± {r['std']:.2g}", delta,
+            "-" if r["floor"] is None else f"{r['floor']:.4g}",
         )  # fmt: skip
     return table
 

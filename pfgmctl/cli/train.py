@@ -91,7 +91,7 @@ def train(
         typer.Option("--tui", help="Train in a child process and watch it in the dashboard."),
     ] = False,
 ) -> None:
-    """Train a profile; writes profile.toml, metrics, checkpoints and sample pictures to a run dir."""
+    """Train a profile into a run dir; Ctrl-C / SIGTERM save a checkpoint and exit 130 / 143."""
     if tui and not dry_run:
         _train_tui(profile, set_, outdir, resume, device, json_out)
         return
@@ -209,12 +209,13 @@ def _run(
     }
     if json_out:
         emit_json(info)
-    if result.status == "interrupted":
+    if result.status == "interrupted":  # exit 128 + signal number: 130 Ctrl-C, 143 SIGTERM
         err_console.print(
-            f"interrupted at step {result.step}; continue with: pfgmctl train --resume {run}",
+            f"interrupted ({result.signal}) at step {result.step}; "
+            f"continue with: pfgmctl train --resume {run}",
             highlight=False,
         )
-        raise typer.Exit(130)
+        raise typer.Exit(143 if result.signal == "SIGTERM" else 130)
     err_console.print(
         f"done: step {result.step} ({result.kimg:.1f} kimg) in "
         f"{info['seconds']:.1f} s; samples: {picture}",

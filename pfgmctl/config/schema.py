@@ -139,6 +139,7 @@ class TrainConfig(BaseModel):
     eval_every_kimg: Annotated[float, Field(ge=0)] = 0.0  # 0 = no evaluation during training
     eval_n: Annotated[int, Field(ge=2)] = 1000
     eval_metric: Literal["auto", "swd", "energy", "mmd", "kid", "nn1", "fd_digits"] = "auto"
+    max_bad_steps: PosInt = 20  # consecutive non-finite losses before the run stops
 
 
 class SampleConfig(BaseModel):

@@ -77,7 +77,7 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
     _check_plain(state)
     buf = io.BytesIO()
     torch.save(state, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue(), crash="checkpoint-write")
 
 
 def load_state(path: Path) -> dict[str, Any]:

@@ -15,6 +15,8 @@ from pathlib import Path, PurePath
 from types import TracebackType
 from typing import Any, Self
 
+from pfgmctl.engine.faults import crash_armed, crash_now
+
 RUN_RE = re.compile(r"^(\d{5,})-(.+)$")
 """Run directory names: `NNNNN-<name>` (5-digit zero-padded run number)."""
 
@@ -71,12 +73,16 @@ def create_run_dir(outdir: Path, name: str) -> Path:
     raise FileExistsError(f"could not create a new run directory under {outdir}")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, crash: str = "") -> None:
     """Write `data` to `path` via `<path>.tmp`, fsync and `os.replace` (readers never see a half file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     try:
         with open(tmp, "wb") as f:
+            if crash and crash_armed(crash):  # test-only: die with half a file in <path>.tmp
+                f.write(data[: len(data) // 2])
+                f.flush()
+                crash_now()
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -114,8 +120,9 @@ def json_line(obj: dict[str, Any]) -> str:
 class JsonlWriter:
     """Append-only JSONL file: each line goes out in one `os.write` (architecture §7)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, crash: str = "") -> None:
         self.path = path
+        self.crash = crash  # test-only crash point (see pfgmctl.engine.faults)
         self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def write(self, obj: dict[str, Any]) -> None:
@@ -123,6 +130,9 @@ class JsonlWriter:
         if self._fd is None:
             raise ValueError(f"{self.path} is closed")
         data = json_line(obj).encode("utf-8")
+        if self.crash and crash_armed(self.crash):  # test-only: die with a torn line
+            os.write(self._fd, data[: len(data) // 2])
+            crash_now()
         written = os.write(self._fd, data)
         while written < len(data):  # regular files practically never write short
             written += os.write(self._fd, data[written:])
@@ -206,7 +216,7 @@ class RunSink:
             return
         if kind == "tick":
             if self._metrics is None:
-                self._metrics = JsonlWriter(self.run_dir / METRICS_FILE)
+                self._metrics = JsonlWriter(self.run_dir / METRICS_FILE, crash="metrics-write")
             self._metrics.write({k: v for k, v in event.items() if k != "type"})
             return
         if self._events is None:

@@ -28,10 +28,19 @@ from pfgmctl.engine.checkpoint import (
     state_name,
 )
 from pfgmctl.engine.ema import EMA
+from pfgmctl.engine.faults import (
+    StopRequest,
+    Terminated,
+    bad_run_message,
+    crash_point,
+    deferred_interrupts,
+    ignore_sigterm,
+    repair_run_dir,
+)
 from pfgmctl.engine.grid import samples_picture, save_png
 from pfgmctl.engine.preview import sample_with_events
 from pfgmctl.engine.rundir import Sink, write_latest
-from pfgmctl.errors import CheckpointError
+from pfgmctl.errors import CheckpointError, PfgmctlError
 from pfgmctl.methods import Method
 
 
@@ -47,6 +56,9 @@ class TrainState:
     step: int = 0
     nimg: int = 0
     bins: dict[str, list[float]] = field(default_factory=dict)
+    skipped: int = 0  # non-finite-loss steps since the last tick (metrics key skipped_steps)
+    bad_run: int = 0  # consecutive non-finite-loss steps
+    saved: int = 0  # step of the newest checkpoint on disk
 
 
 @dataclass(frozen=True)
@@ -57,6 +69,7 @@ class TrainResult:
     step: int
     kimg: float
     status: str  # done | interrupted
+    signal: str = ""  # SIGINT | SIGTERM when interrupted
 
 
 def _seeded_generator(seed: int, stream: int, device: torch.device) -> torch.Generator:
@@ -111,13 +124,18 @@ def _restore(state: TrainState, path: Path) -> None:
 
 def _train_step(
     state: TrainState, method: Method, profile: Profile, device: torch.device
-) -> Tensor:
-    """One optimiser step on B_S rows (PFGM: against all B_L charges); returns the detached loss."""
+) -> Tensor | None:
+    """One optimiser step on B_S rows (PFGM: B_L charges); the loss, or None if non-finite."""
     t = profile.train
     rows = state.stream.next(method.rows_needed(t.batch_size)).to(device)
     out = method.loss(state.model, rows[: t.batch_size], gen=state.noise_gen, charges=rows)
     loss = out.loss.mean()
     state.opt.zero_grad(set_to_none=True)
+    if not bool(torch.isfinite(loss)):  # one host sync per step; the update is skipped
+        state.step, state.nimg = state.step + 1, state.nimg + t.batch_size
+        state.skipped, state.bad_run = state.skipped + 1, state.bad_run + 1
+        return None
+    state.bad_run = 0
     loss.backward()
     for p in state.model.parameters():  # EDM: NaN/inf gradients never reach the weights
         if p.grad is not None:
@@ -158,6 +176,7 @@ def _tick_record(
     sums, counts = state.bins.get("sum", []), state.bins.get("count", [])
     edges = state.bins.get("edges", [])
     state.bins.clear()
+    skipped, state.skipped = state.skipped, 0
     kimg = (state.nimg - nimg0) / 1000
     return {
         "type": "tick",
@@ -165,6 +184,7 @@ def _tick_record(
         "kimg": state.nimg / 1000,
         "loss": float(torch.stack(losses).mean()) if losses else math.nan,
         "lr": state.opt.param_groups[0]["lr"],
+        "skipped_steps": skipped,
         "img_per_s": kimg * 1000 / max(seconds, 1e-9),
         "sec_per_kimg": seconds / max(kimg, 1e-9),
         "time": time.time(),
@@ -198,6 +218,7 @@ def _checkpoint(
         "step": state.step,
         "kimg": state.nimg / 1000,
     }
+    crash_point("latest-write")
     write_latest(run_dir, info)
     preview = _preview(run_dir, state, method, profile, dataset, sink)
     sink({"type": "checkpoint", **info, "sample": preview})
@@ -254,6 +275,68 @@ def _maybe_eval(
     )
 
 
+def _safe_checkpoint(
+    run_dir: Path, state: TrainState, method: Method, profile: Profile, dataset: Dataset, sink: Sink
+) -> None:
+    """`_checkpoint`, turning a write failure (ENOSPC, EACCES, ...) into a one-line error."""
+    try:
+        _checkpoint(run_dir, state, method, profile, dataset, sink)
+    except OSError as err:
+        kept = f"checkpoint (step {state.saved}) is intact" if state.saved else "none was saved"
+        raise PfgmctlError(
+            f"cannot write the step-{state.step} checkpoint in {run_dir / 'checkpoints'} "
+            f"({err.strerror or err}); the previous {kept}; "
+            "free disk space or fix permissions, then pfgmctl train --resume latest"
+        ) from None
+    state.saved = state.step
+
+
+def _prepare_resume(state: TrainState, run_dir: Path, resume: Path) -> None:
+    """Restore the state and repair the run dir (no metrics past its step, no torn lines)."""
+    _restore(state, resume)
+    state.saved = state.step
+    repair_run_dir(run_dir, state.step)
+
+
+def _loop(
+    state: TrainState,
+    method: Method,
+    profile: Profile,
+    dataset: Dataset,
+    run_dir: Path,
+    *,
+    device: torch.device,
+    sink: Sink,
+    total: int,
+    stop: StopRequest,
+) -> None:
+    """Steps, ticks (metrics lines) and checkpoints until `total` steps are done."""
+    t = profile.train
+    tick_steps = max(round(t.tick_kimg * 1000 / t.batch_size), 1)
+    losses: list[Tensor] = []  # kept on the device: no host sync per step
+    nimg0, t0, last_loss = state.nimg, time.perf_counter(), math.nan
+    while state.step < total:
+        loss = _train_step(state, method, profile, device)
+        if loss is not None:
+            losses.append(loss)
+        if state.bad_run >= t.max_bad_steps:  # the newest checkpoint predates the bad steps
+            args = (state.step, state.bad_run, t.max_bad_steps, state.saved, run_dir)
+            raise PfgmctlError(bad_run_message(*args))
+        tick = state.step % tick_steps == 0 or state.step >= total
+        if tick:
+            record = _tick_record(state, method, losses, nimg0, time.perf_counter() - t0)
+            last_loss, losses = record["loss"], []
+            last = state.step >= total
+            _maybe_eval(record, state, method, profile, dataset, since_nimg=nimg0, last=last)
+            sink(record)
+        sink({"type": "progress", "step": state.step, "total": total, "loss": last_loss})
+        if tick and ((state.step // tick_steps) % t.ckpt_ticks == 0 or state.step >= total):
+            _safe_checkpoint(run_dir, state, method, profile, dataset, sink)
+        if tick:  # checkpoint and preview time stays out of the next tick's img/s
+            nimg0, t0 = state.nimg, time.perf_counter()
+        stop.check()  # SIGINT / SIGTERM act here, between steps
+
+
 def train(
     profile: Profile,
     dataset: Dataset,
@@ -263,15 +346,14 @@ def train(
     sink: Sink,
     resume: Path | None = None,
 ) -> TrainResult:
-    """Train `profile` (already resolved) into `run_dir`; Ctrl-C saves a checkpoint and stops."""
+    """Train `profile` (already resolved) into `run_dir`; Ctrl-C or SIGTERM saves and stops."""
     t = profile.train
     method = build_method(profile)
     state = _init_state(profile, dataset, device)
     torch.manual_seed(t.seed)  # dropout draws from the global generator; saved in checkpoints
     if resume is not None:
-        _restore(state, resume)
+        _prepare_resume(state, run_dir, resume)
     total = max(math.ceil(t.kimg * 1000 / t.batch_size), 1)
-    tick_steps = max(round(t.tick_kimg * 1000 / t.batch_size), 1)
     sink(
         {
             "type": "run_start",
@@ -284,28 +366,28 @@ def train(
         }
     )
     state.model.train()
-    losses: list[Tensor] = []  # kept on the device: no host sync per step
-    nimg0, t0, saved, last_loss = state.nimg, time.perf_counter(), state.step, math.nan
-    try:
-        while state.step < total:
-            losses.append(_train_step(state, method, profile, device))
-            tick = state.step % tick_steps == 0 or state.step >= total
-            if tick:
-                record = _tick_record(state, method, losses, nimg0, time.perf_counter() - t0)
-                last_loss, losses = record["loss"], []
-                last = state.step >= total
-                _maybe_eval(record, state, method, profile, dataset, since_nimg=nimg0, last=last)
-                sink(record)
-            sink({"type": "progress", "step": state.step, "total": total, "loss": last_loss})
-            if tick and ((state.step // tick_steps) % t.ckpt_ticks == 0 or state.step >= total):
-                _checkpoint(run_dir, state, method, profile, dataset, sink)
-                saved = state.step
-            if tick:  # checkpoint and preview time stays out of the next tick's img/s
-                nimg0, t0 = state.nimg, time.perf_counter()
-    except KeyboardInterrupt:
-        if state.step > saved:
-            _checkpoint(run_dir, state, method, profile, dataset, sink)
-        sink({"type": "run_end", "status": "interrupted", "step": state.step})
-        return TrainResult(run_dir, state.step, state.nimg / 1000, "interrupted")
+    with deferred_interrupts() as stop:
+        try:
+            _loop(
+                state,
+                method,
+                profile,
+                dataset,
+                run_dir,
+                device=device,
+                sink=sink,
+                total=total,
+                stop=stop,
+            )
+        except KeyboardInterrupt as exc:
+            sig = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+            ignore_sigterm()  # a second SIGTERM must not cut the final save short
+            if state.step > state.saved:
+                _safe_checkpoint(run_dir, state, method, profile, dataset, sink)
+            sink({"type": "run_end", "status": "interrupted", "step": state.step, "signal": sig})
+            return TrainResult(run_dir, state.step, state.nimg / 1000, "interrupted", sig)
+        except PfgmctlError as err:
+            sink({"type": "run_end", "status": "failed", "step": state.step, "error": str(err)})
+            raise
     sink({"type": "run_end", "status": "done", "step": state.step})
     return TrainResult(run_dir, state.step, state.nimg / 1000, "done")

@@ -62,19 +62,37 @@ def test_robustness_sweep_and_table(tiny: list[str]) -> None:
     assert [r["perturbation"] for r in rows] == ["none", "alpha=0.1", "bits=6"]
     assert all(len(r["values"]) == 2 and r["std"] >= 0 for r in rows)
     assert len({r["mean"] for r in rows}) == 3
+    assert rows[0]["delta"] is None
+    for r in rows[1:]:  # paired with the clean row: same seeds, same references
+        assert r["delta"] == pytest.approx(r["mean"] - rows[0]["mean"])
+        assert r["delta_se"] >= 0
 
 
-def test_several_metrics_and_adaptive_solver(tiny: list[str]) -> None:
+def test_several_metrics(tiny: list[str]) -> None:
     run = str(train_tiny(tiny))
     code, out, err = invoke(
-        "benchmark", run, "--quick", "-n", "32", "--solver", "heun,rk45",
+        "benchmark", run, "--steps", "3", "-n", "32", "--seed-sets", "1",
         "--metric", "swd,energy,kid,nn1", "--out", "m", "--json",
     )  # fmt: skip
     assert code == 0, err
     rows = json.loads(out)["rows"]
-    assert len(rows) == (2 + 1) * 4  # rk45 ignores steps
-    assert {r["steps"] for r in rows if r["solver"] == "rk45"} == {0}
-    assert all(0 <= r["mean"] <= 1 for r in rows if r["metric"] == "nn1")
+    assert [r["metric"] for r in rows] == ["swd", "energy", "kid", "nn1"]
+    assert len({r["nfe"] for r in rows}) == 1
+    assert 0 <= rows[-1]["mean"] <= 1
+    assert {p.name for p in Path("m").iterdir()} >= {
+        f"quality-vs-nfe-{m}.png" for m in ("swd", "nn1")
+    }
+
+
+def test_settings_grid_handles_adaptive_solvers() -> None:
+    from pfgmctl.benchmark import Setting, settings
+
+    grid = settings(["heun", "rk45"], [4, 8], [0.0, 0.1], [6])
+    assert grid[:4] == [Setting("heun", 4), Setting("heun", 8), Setting("heun", 4, alpha=0.1),
+                        Setting("heun", 8, alpha=0.1)]  # fmt: skip
+    rk = [g for g in grid if g.solver == "rk45"]
+    assert rk == [Setting("rk45", 0), Setting("rk45", 0, bits=6)]  # no steps, no noise injection
+    assert [g.perturbation for g in grid[3:5]] == ["alpha=0.1", "bits=6"]
 
 
 def test_speed_mode(tiny: list[str]) -> None:
