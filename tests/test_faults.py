@@ -327,9 +327,12 @@ def test_kill9_random_and_crash_points_then_resume(tmp_path: Path) -> None:
         "advanced": 0,
         "finished_early": 0,
     }
-    plan = ["checkpoint-write:2", "latest-write:3", "metrics-write:5", *[None] * 30]
+    crash_points = ["checkpoint-write:2", "latest-write:3", "metrics-write:5"]
     deadline, saved_before, fresh = time.monotonic() + 500, 0, False
-    for crash in plan:
+    for attempt in range(60):  # crash points first, then random kills until 20 landed
+        if attempt >= len(crash_points) and stats["random_kills"] >= 20:
+            break
+        crash = crash_points[attempt] if attempt < len(crash_points) else None
         assert time.monotonic() < deadline, stats
         code, resumed, err = _attempt(outdir, crash, rng, fresh)
         fresh = code == 0

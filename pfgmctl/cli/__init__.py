@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-from pfgmctl.cli import doctor, encode, interpolate, likelihood, profile, runs, sample, train, tui
+from pfgmctl.cli import (
+    benchmark,
+    doctor,
+    encode,
+    interpolate,
+    likelihood,
+    profile,
+    runs,
+    sample,
+    train,
+    tui,
+)
 from pfgmctl.cli.app import app
 
 __all__ = [
     "app",
+    "benchmark",
     "doctor",
     "encode",
     "interpolate",
