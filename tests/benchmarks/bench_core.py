@@ -158,14 +158,17 @@ for _ in range(int(sys.argv[3])):
 # The first call also pays one-time library set-up (MKL buffers). Return freed memory to the OS,
 # then reset the high-water mark (Linux clear_refs 5) so ru_maxrss measures the second call.
 import ctypes, gc
-gc.collect()
-ctypes.CDLL("libc.so.6").malloc_trim(0)
-with open("/proc/self/clear_refs", "w") as f:
-    f.write("5")
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-fn(x, z, charges, gamma=5.0)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(min(times), (peak - before) * 1024)
+peaks = []
+for _ in range(3):  # max over 3: the kernel's per-thread RSS counters can lag a reset
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    time.sleep(0.1)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    fn(x, z, charges, gamma=5.0)
+    peaks.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+print(min(times), max(peaks) * 1024)
 """
 
 
