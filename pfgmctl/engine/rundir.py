@@ -156,34 +156,53 @@ class JsonlWriter:
 
 
 class JsonlTail:
-    """Incremental JSONL reader by byte offset; buffers a trailing partial line."""
+    """Incremental JSONL reader by byte offset; buffers a trailing partial line.
 
-    def __init__(self, path: Path) -> None:
+    `max_bytes` bounds one read (a huge file is caught up over several calls, see `pending`);
+    `start_tail` starts a file larger than that many bytes near its end, dropping the first
+    (partial) line. A truncated or replaced file is read again from the start.
+    """
+
+    def __init__(
+        self, path: Path, max_bytes: int | None = None, start_tail: int | None = None
+    ) -> None:
         self.path = path
+        self.max_bytes, self.start_tail = max_bytes, start_tail
         self.offset = 0
+        self.size = 0
         self.skipped = 0
         self._partial = b""
         self._inode: int | None = None
+        self._drop_first = False
 
-    def _reset(self) -> None:
-        """Start again from the beginning of the file."""
-        self.offset = 0
-        self._partial = b""
+    @property
+    def pending(self) -> bool:
+        """Whether bytes known to exist are still unread."""
+        return self.offset < self.size
+
+    def _chunk(self) -> bytes:
+        """The next block of bytes."""
+        with open(self.path, "rb") as f:
+            st = os.fstat(f.fileno())
+            if self._inode is None and self.start_tail is not None and st.st_size > self.start_tail:
+                self.offset, self._drop_first = st.st_size - self.start_tail, True
+            elif st.st_size < self.offset or self._inode not in (None, st.st_ino):
+                self.offset, self._partial = 0, b""  # truncated or replaced
+            self._inode, self.size = st.st_ino, st.st_size
+            f.seek(self.offset)
+            return f.read(-1 if self.max_bytes is None else self.max_bytes)
 
     def read_new(self) -> list[dict[str, Any]]:
         """Complete lines appended since the last call (malformed ones are counted in `.skipped`)."""
         try:
-            with open(self.path, "rb") as f:
-                st = os.fstat(f.fileno())
-                if st.st_size < self.offset or (self._inode not in (None, st.st_ino)):
-                    self._reset()  # truncated or replaced
-                self._inode = st.st_ino
-                f.seek(self.offset)
-                chunk = f.read()
-        except FileNotFoundError:
+            chunk = self._chunk()
+        except OSError:  # missing (not yet written, or deleted) or unreadable
             return []
         self.offset += len(chunk)
-        *lines, self._partial = (self._partial + chunk).split(b"\n")
+        data = self._partial + chunk
+        if self._drop_first and b"\n" in data:
+            data, self._drop_first = data.split(b"\n", 1)[1], False
+        *lines, self._partial = data.split(b"\n")
         return [obj for obj in map(self._parse, lines) if obj is not None]
 
     def _parse(self, line: bytes) -> dict[str, Any] | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -12,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pfgmctl.engine.rundir import EVENTS_FILE, METRICS_FILE
+from pfgmctl.engine.rundir import EVENTS_FILE, METRICS_FILE, JsonlTail
 
 RECENT = 200
 """Points shown when the loss chart is zoomed to the recent window."""
@@ -26,64 +25,6 @@ START_TAIL = 32 << 20
 """A JSONL file larger than this on first sight is read from its last START_TAIL bytes."""
 LOG_LINES = 200
 TRAJ_HISTORY = 256
-
-
-class ChunkedTail:
-    """Incremental JSONL reader: byte offset, bounded reads, partial-line buffer, truncation reset."""
-
-    def __init__(self, path: Path, max_bytes: int = MAX_READ, start_tail: int = START_TAIL) -> None:
-        self.path = path
-        self.max_bytes = max_bytes
-        self.start_tail = start_tail
-        self.offset = 0
-        self.size = 0
-        self.skipped = 0
-        self._partial = b""
-        self._inode: int | None = None
-        self._drop_first = False
-
-    @property
-    def pending(self) -> bool:
-        """Whether bytes known to exist are still unread."""
-        return self.offset < self.size
-
-    def _chunk(self) -> bytes:
-        """The next block of bytes (empty when the file is missing)."""
-        with open(self.path, "rb") as f:
-            st = os.fstat(f.fileno())
-            if self._inode is None and st.st_size > self.start_tail:
-                self.offset, self._drop_first = st.st_size - self.start_tail, True
-            elif st.st_size < self.offset or self._inode not in (None, st.st_ino):
-                self.offset, self._partial = 0, b""  # truncated or replaced
-            self._inode, self.size = st.st_ino, st.st_size
-            f.seek(self.offset)
-            return f.read(self.max_bytes)
-
-    def read_new(self) -> list[dict[str, Any]]:
-        """Complete, well-formed lines appended since the last call."""
-        try:
-            chunk = self._chunk()
-        except OSError:
-            return []
-        self.offset += len(chunk)
-        data = self._partial + chunk
-        if self._drop_first and b"\n" in data:
-            data, self._drop_first = data.split(b"\n", 1)[1], False
-        *lines, self._partial = data.split(b"\n")
-        return [obj for obj in map(self._parse, lines) if obj is not None]
-
-    def _parse(self, line: bytes) -> dict[str, Any] | None:
-        """One decoded line; None (and counted) when blank or malformed."""
-        if not line.strip():
-            return None
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            obj = None
-        if not isinstance(obj, dict):
-            self.skipped += 1
-            return None
-        return obj
 
 
 class Decimator:
@@ -223,8 +164,8 @@ class RunModel:
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
         self.profile_text, self.profile = read_profile(run_dir)
-        self.metrics_tail = ChunkedTail(run_dir / METRICS_FILE)
-        self.events_tail = ChunkedTail(run_dir / EVENTS_FILE)
+        self.metrics_tail = JsonlTail(run_dir / METRICS_FILE, MAX_READ, START_TAIL)
+        self.events_tail = JsonlTail(run_dir / EVENTS_FILE, MAX_READ, START_TAIL)
         self.recent: deque[tuple[float, float]] = deque(maxlen=WINDOW)
         self.overview = Decimator()
         self.n_metrics = 0

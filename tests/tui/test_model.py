@@ -8,14 +8,15 @@ from pathlib import Path
 
 from tui_fixtures import append, make_run, metrics_line, sample_events, write_png
 
+from pfgmctl.engine.rundir import JsonlTail
 from pfgmctl.tui.images import load_png
-from pfgmctl.tui.model import ChunkedTail, Decimator, RunModel, newest_preview
+from pfgmctl.tui.model import MAX_READ, START_TAIL, Decimator, RunModel, newest_preview
 from pfgmctl.tui.panels import duration, log_position
 
 
 def test_tail_partial_line_truncation_and_bad_lines(tmp_path: Path) -> None:
     path = tmp_path / "m.jsonl"
-    tail = ChunkedTail(path)
+    tail = JsonlTail(path, MAX_READ, START_TAIL)
     assert tail.read_new() == []  # missing file
     path.write_text('{"a": 1}\nnot json\n[1]\n{"b":')
     assert tail.read_new() == [{"a": 1}]
@@ -29,7 +30,7 @@ def test_tail_partial_line_truncation_and_bad_lines(tmp_path: Path) -> None:
 def test_huge_file_is_read_from_its_tail_in_bounded_chunks(tmp_path: Path) -> None:
     path = tmp_path / "m.jsonl"
     path.write_text("".join(json.dumps({"step": i}) + "\n" for i in range(20000)))
-    tail = ChunkedTail(path, max_bytes=4096, start_tail=40960)
+    tail = JsonlTail(path, max_bytes=4096, start_tail=40960)
     first = tail.read_new()
     assert 0 < len(first) < 500
     assert first[0]["step"] > 15000  # started near the end, first cut line dropped
