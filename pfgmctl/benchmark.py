@@ -300,8 +300,11 @@ def sampler_overhead(
         batch, loaded.item_shape, gen=torch.Generator().manual_seed(0), device=device
     ).x
     t = method.grid(steps, device=device)[0].to(torch.float32).expand(batch)
-    with torch.no_grad():
-        fwd = _median_time(lambda: model(x.float(), t), 5)
+
+    def forward() -> object:
+        with torch.no_grad():
+            return model(x.float(), t)
+
     run = lambda: sample(  # noqa: E731
         method,
         model,
@@ -313,12 +316,17 @@ def sampler_overhead(
         batch=batch,
     )
     res = run()
-    wall = _median_time(run, 3)
+    # Interleave the two timings and take medians: a loaded machine drifts between them.
+    walls, fwds = [], []
+    for _ in range(5):
+        walls.append(_median_time(run, 1))
+        fwds.append(_median_time(forward, 5))
+    wall, fwd = statistics.median(walls), statistics.median(fwds)
     return {
         "forward_ms": fwd * 1e3,
         "wall_ms": wall * 1e3,
         "nfe": res.nfe,
-        "overhead": wall / (res.nfe * fwd),
+        "overhead": statistics.median(w / (res.nfe * f) for w, f in zip(walls, fwds, strict=True)),
     }
 
 
