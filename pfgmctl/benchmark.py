@@ -24,7 +24,7 @@ from pfgmctl.engine.inference import Loaded, latest_checkpoint, load_checkpoint
 from pfgmctl.methods import Method
 from pfgmctl.metrics import MetricFn, metric_fn
 from pfgmctl.robustness import quantize_model, sample_noisy
-from pfgmctl.sampling import SampleResult, sample
+from pfgmctl.sampling import SampleResult, sample, sample_with
 from pfgmctl.solvers import is_adaptive
 
 REF_SEED = 777_000
@@ -258,18 +258,7 @@ def eval_during_training(
     t0 = time.perf_counter()
     was_training = model.training
     model.eval()
-    res = sample(
-        method,
-        model,
-        seeds=range(n),
-        shape=dataset.item_shape,
-        solver=s.solver,
-        steps=s.steps,
-        device=device,
-        rtol=s.rtol,
-        atol=s.atol,
-        batch=s.batch,
-    )
+    res = sample_with(method, model, s, seeds=range(n), shape=dataset.item_shape, device=device)
     model.train(was_training)
     value = score(name, res.x, ref)
     return {

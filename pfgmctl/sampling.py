@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
@@ -70,3 +71,41 @@ def sample(
         nfes.append(sol.nfe + method.final_nfe)
     share = float(clipped.float().mean()) if len(clipped) else 0.0
     return SampleResult(torch.cat(outs), max(nfes, default=0), nfes, share)
+
+
+class SolverSettings(Protocol):
+    """What `sample_with` reads from a profile's `[sample]` table (or `latent.FlowSettings`)."""
+
+    solver: str
+    steps: int
+    rtol: float
+    atol: float
+    batch: int
+
+
+def sample_with(
+    method: Method,
+    model: nn.Module,
+    settings: SolverSettings,
+    *,
+    seeds: Sequence[int],
+    shape: tuple[int, ...],
+    device: torch.device | str = "cpu",
+    callback: StepCallback | None = None,
+    x_init: Tensor | None = None,
+) -> SampleResult:
+    """`sample` with the solver, steps, tolerances and batch taken from `settings`."""
+    return sample(
+        method,
+        model,
+        seeds=seeds,
+        shape=shape,
+        solver=settings.solver,
+        steps=settings.steps,
+        device=device,
+        rtol=settings.rtol,
+        atol=settings.atol,
+        batch=settings.batch,
+        callback=callback,
+        x_init=x_init,
+    )

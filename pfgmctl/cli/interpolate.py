@@ -82,20 +82,11 @@ def _picture(x: Tensor, k: int, ref: Tensor | None) -> Image.Image:
 
 def _decode(src: Source, method: Any, z: Tensor, cfg: Any, dev: Any) -> Any:
     """The sampler from given latents at grid[0] (final denoising step included)."""
-    from pfgmctl.sampling import sample
+    from pfgmctl.sampling import sample_with
 
-    return sample(
-        method,
-        src.model,
-        seeds=list(range(len(z))),
-        shape=src.item_shape,
-        solver=cfg.solver,
-        steps=cfg.steps,
-        device=dev,
-        rtol=cfg.rtol,
-        atol=cfg.atol,
-        batch=cfg.batch,
-        x_init=z,
+    seeds = list(range(len(z)))
+    return sample_with(
+        method, src.model, cfg, seeds=seeds, shape=src.item_shape, device=dev, x_init=z
     )
 
 

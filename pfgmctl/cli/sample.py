@@ -262,21 +262,11 @@ def _read_latents(path: Path, prof: Profile, model: Any, shape: tuple[int, ...])
 
 def _decode(x_init: Tensor, method: Any, model: Any, prof: Profile, dev: Any) -> Any:
     """Integrate from given latents at grid[0] with the profile's sampler (final step included)."""
-    from pfgmctl.sampling import sample as run_sample
+    from pfgmctl.sampling import sample_with
 
-    cfg = prof.sample
-    return run_sample(
-        method,
-        model,
-        seeds=list(range(len(x_init))),
-        shape=tuple(x_init.shape[1:]),
-        solver=cfg.solver,
-        steps=cfg.steps,
-        device=dev,
-        rtol=cfg.rtol,
-        atol=cfg.atol,
-        batch=cfg.batch,
-        x_init=x_init,
+    seeds, shape = list(range(len(x_init))), tuple(x_init.shape[1:])
+    return sample_with(
+        method, model, prof.sample, seeds=seeds, shape=shape, device=dev, x_init=x_init
     )
 
 

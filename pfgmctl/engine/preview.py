@@ -11,7 +11,7 @@ from torch import nn
 from pfgmctl.config.schema import SampleConfig
 from pfgmctl.engine.rundir import Sink
 from pfgmctl.methods import Method
-from pfgmctl.sampling import SampleResult, sample
+from pfgmctl.sampling import SampleResult, sample_with
 from pfgmctl.solvers import StepInfo, is_adaptive
 
 
@@ -54,18 +54,8 @@ def sample_with_events(
         )
 
     t0 = time.perf_counter()
-    result = sample(
-        method,
-        model,
-        seeds=seeds,
-        shape=shape,
-        solver=cfg.solver,
-        steps=cfg.steps,
-        device=device,
-        rtol=cfg.rtol,
-        atol=cfg.atol,
-        batch=cfg.batch,
-        callback=on_step,
+    result = sample_with(
+        method, model, cfg, seeds=seeds, shape=shape, device=device, callback=on_step
     )
     sink(
         {
