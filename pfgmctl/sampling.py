@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from pfgmctl.methods.base import Method, model_dtype
+from pfgmctl.nets.precond import Conditioned
 from pfgmctl.solvers import StepCallback, solve
 
 
@@ -47,8 +48,12 @@ def sample(
     batch: int = 1024,
     callback: StepCallback | None = None,
     x_init: Tensor | None = None,
+    labels: Tensor | None = None,
 ) -> SampleResult:
-    """Integrate the backward ODE from the prior (or `x_init`) for every seed, in batches of `batch`."""
+    """Integrate the backward ODE from the prior (or `x_init`) for every seed, in batches of `batch`.
+
+    `labels` [n] int64: the class of each sample, for class-conditional models.
+    """
     device = torch.device(device)
     dtype = model_dtype(model)
     if x_init is None:
@@ -58,8 +63,13 @@ def sample(
     ts = method.grid(steps, device=device)
     outs, nfes = [], []
     for start in range(0, len(x0), batch):
+        net = (
+            model
+            if labels is None
+            else Conditioned(model, labels[start : start + batch].to(device))
+        )
         sol = solve(
-            method.rhs(model, dtype=dtype),
+            method.rhs(net, dtype=dtype),
             x0[start : start + batch],
             ts,
             solver=solver,
@@ -67,7 +77,7 @@ def sample(
             atol=atol,
             callback=callback,
         )
-        outs.append(method.finalize(model, sol.x, ts[-1], dtype=dtype).float().cpu())
+        outs.append(method.finalize(net, sol.x, ts[-1], dtype=dtype).float().cpu())
         nfes.append(sol.nfe + method.final_nfe)
     share = float(clipped.float().mean()) if len(clipped) else 0.0
     return SampleResult(torch.cat(outs), max(nfes, default=0), nfes, share)
@@ -93,6 +103,7 @@ def sample_with(
     device: torch.device | str = "cpu",
     callback: StepCallback | None = None,
     x_init: Tensor | None = None,
+    labels: Tensor | None = None,
 ) -> SampleResult:
     """`sample` with the solver, steps, tolerances and batch taken from `settings`."""
     return sample(
@@ -108,4 +119,5 @@ def sample_with(
         batch=settings.batch,
         callback=callback,
         x_init=x_init,
+        labels=labels,
     )

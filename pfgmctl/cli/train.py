@@ -116,7 +116,8 @@ def train(
         prof = prof.model_copy(
             update={"train": prof.train.model_copy(update={"device": device.value})}
         )
-    n_params = sum(p.numel() for p in build_model(prof, dataset.item_shape).parameters())
+    model = build_model(prof, dataset.item_shape, dataset.num_classes)
+    n_params = sum(p.numel() for p in model.parameters())
     summary = _summary(prof, dataset, n_params)
     if dry_run:
         _print_dry_run(prof, summary, json_out)

@@ -73,7 +73,22 @@ class MLPNet(BaseModel):
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
 
 
-NetConfig = Annotated[MLPNet, Field(discriminator="kind")]
+class UNetNet(BaseModel):
+    """DDPM++ / NCSN++ U-Net for images (Song et al. 2021; EDM's SongUNet), owned by nets/unet.py."""
+
+    model_config = _STRICT
+    kind: Literal["unet"] = "unet"
+    precond: Literal["edm", "field"] | None = None
+    arch: Literal["ddpmpp", "ncsnpp"] = "ddpmpp"
+    model_channels: PosInt = 128
+    channel_mult: tuple[PosInt, ...] = (2, 2, 2)
+    num_blocks: PosInt = 4
+    attn_resolutions: tuple[PosInt, ...] = (16,)
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    embedding: Literal["positional", "fourier"] = "positional"
+
+
+NetConfig = Annotated[MLPNet | UNetNet, Field(discriminator="kind")]
 
 
 class ToyData(BaseModel):
@@ -108,12 +123,65 @@ class DigitsData(BaseModel):
     model_config = _STRICT
     kind: Literal["digits"] = "digits"
     n: PosInt | None = None
+    conditional: bool = False  # train on (image, label); sample with --class
     holdout: Annotated[float, Field(ge=0, lt=1)] = 0.1
     scale: float = 1.0
     shift: float = 0.0
 
 
-DataConfig = Annotated[ToyData | ArrayData | DigitsData, Field(discriminator="kind")]
+class FolderData(BaseModel):
+    """A folder of png/jpg images (recursive), centre-cropped and resized to `resolution`."""
+
+    model_config = _STRICT
+    kind: Literal["folder"] = "folder"
+    path: str = ""
+    resolution: PosInt = 32
+    n: PosInt | None = None
+    holdout: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    conditional: bool = False  # labels = first-level sub-folder names, sorted
+    xflip: bool = False
+    dequantize: bool = False
+    skip_bad: bool = False  # skip unreadable files with a warning instead of failing
+    scale: float = 1.0
+    shift: float = 0.0
+
+
+class Cifar10Data(BaseModel):
+    """CIFAR-10 from a local `cifar-10-batches-py` directory (no download)."""
+
+    model_config = _STRICT
+    kind: Literal["cifar10"] = "cifar10"
+    path: str = "data/cifar-10-batches-py"
+    n: PosInt | None = None
+    holdout: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    conditional: bool = False
+    xflip: bool = False
+    dequantize: bool = False
+    scale: float = 1.0
+    shift: float = 0.0
+
+
+class ShapesData(BaseModel):
+    """Procedural images drawn with Pillow (discs, squares, triangles; label = shape), for CPU tests."""
+
+    model_config = _STRICT
+    kind: Literal["shapes"] = "shapes"
+    n: PosInt = 2000
+    resolution: PosInt = 16
+    channels: Literal[1, 3] = 3
+    seed: int = 0
+    holdout: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    conditional: bool = False
+    xflip: bool = False
+    dequantize: bool = False
+    scale: float = 1.0
+    shift: float = 0.0
+
+
+DataConfig = Annotated[
+    ToyData | ArrayData | DigitsData | FolderData | Cifar10Data | ShapesData,
+    Field(discriminator="kind"),
+]
 
 
 class TrainConfig(BaseModel):
@@ -135,7 +203,13 @@ class TrainConfig(BaseModel):
     loss_bins: PosInt = 8
     preview_n: Annotated[int, Field(ge=0)] = 64
     seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    micro_batch: PosInt | None = None  # per-device batch cap: larger batches accumulate gradients
+    augment: Annotated[float, Field(ge=0, le=1)] = 0.0  # EDM augment probability (9-dim labels)
+    amp: Literal["off", "bf16"] = "off"  # autocast on CUDA (off on CPU)
+    compile: bool = False  # torch.compile the model
+    channels_last: bool = False  # memory format for image nets on CUDA
+    tf32: bool = True  # TF32 matmuls on Ampere+ CUDA
     eval_every_kimg: Annotated[float, Field(ge=0)] = 0.0  # 0 = no evaluation during training
     eval_n: Annotated[int, Field(ge=2)] = 1000
     eval_metric: Literal["auto", "swd", "energy", "mmd", "kid", "nn1", "fd_digits"] = "auto"

@@ -17,7 +17,7 @@ from pfgmctl.data.toy2d import TOYS, toy
 from pfgmctl.errors import DataError
 
 if TYPE_CHECKING:
-    from pfgmctl.config.schema import ArrayData, DigitsData, ToyData
+    from pfgmctl.config.schema import ArrayData, DataConfig
 
 __all__ = [
     "HOLDOUT_SEED",
@@ -25,6 +25,7 @@ __all__ = [
     "DataStream",
     "Dataset",
     "build_dataset",
+    "holdout_indices",
     "load_array",
     "mean_norm",
     "split_holdout",
@@ -41,6 +42,10 @@ class Dataset:
     train: Tensor  # [n_train, ...]
     holdout: Tensor  # [n_holdout, ...]
     name: str
+    train_labels: Tensor | None = None  # int64 [n_train] class labels, only for conditional data
+    holdout_labels: Tensor | None = None  # int64 [n_holdout]
+    num_classes: int = 0  # > 0 exactly when training is class-conditional
+    class_names: tuple[str, ...] = ()
 
     @property
     def item_shape(self) -> tuple[int, ...]:
@@ -53,19 +58,63 @@ class Dataset:
         return math.prod(self.item_shape)
 
 
-def build_dataset(cfg: ToyData | ArrayData | DigitsData) -> Dataset:
-    """Draw or load the data of a `[data]` table, scale/shift it and split off the holdout."""
+def build_dataset(cfg: DataConfig) -> Dataset:
+    """Draw or load the data of a `[data]` table, scale/shift it and split off the holdout.
+
+    Labelled sources return class labels; they are kept only when `[data] conditional = true`.
+    """
+    raw = _load(cfg)
+    x = raw.x * cfg.scale + cfg.shift
+    train_idx, hold_idx = holdout_indices(x.shape[0], cfg.holdout)
+    if train_idx.numel() == 0:
+        raise DataError(
+            f"[data] holdout = {cfg.holdout} of {x.shape[0]} rows leaves no training rows; "
+            "lower holdout or use more data"
+        )
+    train, holdout = x[train_idx], x[hold_idx]
+    if not getattr(cfg, "conditional", False):
+        return Dataset(train=train, holdout=holdout, name=raw.name)
+    if raw.labels is None:
+        raise DataError(
+            f"[data] conditional = true but data '{raw.name}' has no labels; "
+            "set conditional = false or use labelled data"
+        )
+    return Dataset(
+        train=train,
+        holdout=holdout,
+        name=raw.name,
+        train_labels=raw.labels[train_idx],
+        holdout_labels=raw.labels[hold_idx],
+        num_classes=len(raw.class_names),
+        class_names=raw.class_names,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class RawData:
+    """Rows as loaded (before scale/shift/split), optional int64 labels and the class names."""
+
+    x: Tensor
+    name: str
+    labels: Tensor | None = None
+    class_names: tuple[str, ...] = ()
+
+
+def _load(cfg: DataConfig) -> RawData:
+    """Dispatch on `[data] kind`; `n` cuts to the first rows."""
     if cfg.kind == "toy":
         gen = torch.Generator().manual_seed(cfg.seed)
-        x, name = toy(cfg.name, cfg.n, gen), f"toy:{cfg.name}"
-    elif cfg.kind == "digits":
-        x, name = load_digits()[0], "digits"
-        x = x[: cfg.n] if cfg.n is not None else x
-    else:
-        x, name = _load_rows(cfg), Path(cfg.path).name
-    x = x * cfg.scale + cfg.shift
-    train, holdout = split_holdout(x, cfg.holdout)
-    return Dataset(train=train, holdout=holdout, name=name)
+        return RawData(toy(cfg.name, cfg.n, gen), f"toy:{cfg.name}")
+    if cfg.kind == "digits":
+        x, y = load_digits()
+        if cfg.n is not None:
+            x, y = x[: cfg.n], y[: cfg.n]
+        return RawData(x, "digits", y, tuple(str(d) for d in range(10)))
+    if cfg.kind == "array":
+        return RawData(_load_rows(cfg), Path(cfg.path).name)
+    from pfgmctl.data.images import load_images  # image sources: Pillow only when used
+
+    return load_images(cfg)
 
 
 def _load_rows(cfg: ArrayData) -> Tensor:
@@ -87,9 +136,14 @@ def _load_rows(cfg: ArrayData) -> Tensor:
 
 def split_holdout(x: Tensor, fraction: float) -> tuple[Tensor, Tensor]:
     """Hold out the last ceil(fraction·n) rows of a permutation seeded by HOLDOUT_SEED."""
-    n = x.shape[0]
+    train_idx, hold_idx = holdout_indices(x.shape[0], fraction)
+    return x[train_idx.to(x.device)], x[hold_idx.to(x.device)]
+
+
+def holdout_indices(n: int, fraction: float) -> tuple[Tensor, Tensor]:
+    """Row indices of the (train, holdout) split; apply the same to labels as to rows."""
     if fraction <= 0:
-        return x, x[:0]
+        return torch.arange(n), torch.arange(0)
     n_hold = math.ceil(fraction * n - 1e-9)  # tolerate 0.7 * 10 = 7.000000000000001
     if n - n_hold < 1:
         raise DataError(
@@ -97,8 +151,7 @@ def split_holdout(x: Tensor, fraction: float) -> tuple[Tensor, Tensor]:
             "lower holdout or use more data"
         )
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(HOLDOUT_SEED))
-    perm = perm.to(x.device)
-    return x[perm[: n - n_hold]], x[perm[n - n_hold :]]
+    return perm[: n - n_hold], perm[n - n_hold :]
 
 
 def mean_norm(data: Tensor) -> float:

@@ -17,10 +17,13 @@ class DataStream:
     (generator state at the epoch start, position, epoch) replays the stream exactly.
     """
 
-    def __init__(self, data: Tensor, gen: torch.Generator) -> None:
+    def __init__(self, data: Tensor, gen: torch.Generator, labels: Tensor | None = None) -> None:
         if data.ndim < 1 or data.shape[0] == 0:
             raise ValueError("DataStream needs at least one row")
+        if labels is not None and labels.shape[0] != data.shape[0]:
+            raise ValueError("DataStream labels must have one entry per row")
         self.data = data
+        self.labels = labels
         self.gen = gen
         self.epoch = 0  # epochs started so far
         self.pos = 0  # rows used from the current epoch's permutation
@@ -41,6 +44,16 @@ class DataStream:
 
     def next(self, k: int) -> Tensor:
         """The next `k` rows [k, ...], continuing across epochs as needed."""
+        return self.data[self.next_indices(k).to(self.data.device)]
+
+    def draw(self, k: int) -> tuple[Tensor, Tensor | None]:
+        """The next `k` rows and their labels (None for unlabelled data)."""
+        idx = self.next_indices(k)
+        labels = None if self.labels is None else self.labels[idx.to(self.labels.device)]
+        return self.data[idx.to(self.data.device)], labels
+
+    def next_indices(self, k: int) -> Tensor:
+        """Indices [k] (int64, on the generator's device) of the next `k` rows."""
         if k < 0:
             raise ValueError(f"k must be >= 0, got {k}")
         chunks: list[Tensor] = []
@@ -54,8 +67,8 @@ class DataStream:
             self.pos += take
             remaining -= take
         if not chunks:
-            return self.data[:0]
-        return self.data[torch.cat(chunks).to(self.data.device)]
+            return torch.zeros(0, dtype=torch.int64, device=self.gen.device)
+        return torch.cat(chunks)
 
     def state_dict(self) -> dict[str, Any]:
         """Plain state: generator state at the current epoch's start, position, epoch, n."""

@@ -59,10 +59,20 @@ def build_method(profile: Profile) -> Method:
     return PFGM(**cfg.model_dump(exclude={"kind"}))
 
 
-def build_model(profile: Profile, item_shape: tuple[int, ...]) -> nn.Module:
-    """Raw net from the registry wrapped in the method's preconditioner; init seeded by train.seed."""
+AUGMENT_DIM = 9
+"""EDM's augmentation labels: xflip, yflip, scale, rotate (cos, sin), aniso (3), translate (2) → 9."""
+
+
+def build_model(profile: Profile, item_shape: tuple[int, ...], num_classes: int = 0) -> nn.Module:
+    """Raw net from the registry wrapped in the method's preconditioner; init seeded by train.seed.
+
+    `num_classes` > 0 makes the net class-conditional; `train.augment` > 0 conditions it on EDM's
+    augmentation labels.
+    """
     check_precond(profile)
     options = profile.net.model_dump(exclude={"kind", "precond"})
+    options["num_classes"] = num_classes
+    options["augment_dim"] = AUGMENT_DIM if profile.train.augment > 0 else 0
     out_extra = 1 if profile.precond == "field" else 0
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(profile.train.seed)

@@ -25,6 +25,8 @@ class Loaded:
     item_shape: tuple[int, ...]
     source: Path
     step: int | None
+    num_classes: int = 0  # > 0: class-conditional; sample with labels
+    class_names: tuple[str, ...] = ()
 
 
 def latest_checkpoint(run_dir: Path, key: str = "ema") -> Path:
@@ -45,6 +47,8 @@ def load_checkpoint(path: Path, overrides: tuple[str, ...] = ()) -> Loaded:
     weights, meta, state = load_any(path)
     if state is not None and "item_shape" in state:
         meta = {**meta, "item_shape": json.dumps(list(state["item_shape"]))}
+        meta["num_classes"] = str(state.get("num_classes", 0))
+        meta["class_names"] = json.dumps(list(state.get("class_names", [])))
     if "profile" not in meta or "item_shape" not in meta:
         raise CheckpointError(
             f"checkpoint {path} has no embedded profile; was it written by pfgmctl?"
@@ -52,9 +56,11 @@ def load_checkpoint(path: Path, overrides: tuple[str, ...] = ()) -> Loaded:
     profile = profile_from_text(meta["profile"], f"{path} (embedded)", overrides)
     try:
         item_shape = tuple(int(s) for s in json.loads(meta["item_shape"]))
+        num_classes = int(meta.get("num_classes", "0"))
+        class_names = tuple(str(c) for c in json.loads(meta.get("class_names", "[]")))
     except (ValueError, TypeError) as err:
-        raise CheckpointError(f"checkpoint {path}: bad item_shape metadata ({err})") from None
-    model = build_model(profile, item_shape)
+        raise CheckpointError(f"checkpoint {path}: bad shape/class metadata ({err})") from None
+    model = build_model(profile, item_shape, num_classes)
     load_module_strict(model, weights, str(path))
     step = int(meta["step"]) if meta.get("step", "").isdigit() else None
-    return Loaded(profile, model.eval(), item_shape, path, step)
+    return Loaded(profile, model.eval(), item_shape, path, step, num_classes, class_names)

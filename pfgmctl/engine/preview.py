@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from pfgmctl.config.schema import SampleConfig
 from pfgmctl.engine.rundir import Sink
@@ -26,6 +26,7 @@ def sample_with_events(
     sink: Sink,
     job: str,
     path: str | None = None,
+    labels: Tensor | None = None,
 ) -> SampleResult:
     """`sampling.sample` with the profile's solver settings, emitting architecture.md §7 events."""
     adaptive = is_adaptive(cfg.solver)
@@ -55,7 +56,14 @@ def sample_with_events(
 
     t0 = time.perf_counter()
     result = sample_with(
-        method, model, cfg, seeds=seeds, shape=shape, device=device, callback=on_step
+        method,
+        model,
+        cfg,
+        seeds=seeds,
+        shape=shape,
+        device=device,
+        callback=on_step,
+        labels=labels,
     )
     sink(
         {

@@ -72,23 +72,29 @@ class TrainResult:
     signal: str = ""  # SIGINT | SIGTERM when interrupted
 
 
+def preview_labels(n: int, num_classes: int, device: torch.device) -> Tensor | None:
+    """Classes for a preview grid: row-major 0, 1, …, num_classes − 1, repeated (None: unconditional)."""
+    if num_classes == 0:
+        return None
+    return torch.arange(n, device=device) % num_classes
+
+
 def _seeded_generator(seed: int, stream: int, device: torch.device) -> torch.Generator:
     """Independent generators per purpose (and later per rank) from one profile seed."""
     return torch.Generator(device=device).manual_seed(seed * 1_000_003 + stream)
 
 
 def _init_state(profile: Profile, dataset: Dataset, device: torch.device) -> TrainState:
-    model = build_model(profile, dataset.item_shape).to(device)
+    model = build_model(profile, dataset.item_shape, dataset.num_classes).to(device)
     t = profile.train
     opt = torch.optim.Adam(model.parameters(), lr=t.lr, betas=(t.beta1, t.beta2), eps=1e-8)
-    stream = DataStream(dataset.train, _seeded_generator(t.seed, 0, torch.device("cpu")))
+    gen = _seeded_generator(t.seed, 0, torch.device("cpu"))
+    stream = DataStream(dataset.train, gen, dataset.train_labels)
     noise_gen = _seeded_generator(t.seed, 1, device)
     return TrainState(model, EMA(model, t.ema_halflife_kimg, t.ema_rampup), opt, stream, noise_gen)
 
 
-def _state_dict(
-    state: TrainState, profile_text: str, item_shape: tuple[int, ...]
-) -> dict[str, Any]:
+def _state_dict(state: TrainState, profile_text: str, dataset: Dataset) -> dict[str, Any]:
     """Plain tensors, numbers and strings only: loadable with weights_only=True."""
     return {
         "net": state.model.state_dict(),
@@ -102,7 +108,9 @@ def _state_dict(
             "torch": torch.get_rng_state(),  # dropout draws from the global generator
         },
         "profile": profile_text,
-        "item_shape": list(item_shape),
+        "item_shape": list(dataset.item_shape),
+        "num_classes": dataset.num_classes,
+        "class_names": list(dataset.class_names),
         "version": __version__,
     }
 
@@ -127,8 +135,11 @@ def _train_step(
 ) -> Tensor | None:
     """One optimiser step on B_S rows (PFGM: B_L charges); the loss, or None if non-finite."""
     t = profile.train
-    rows = state.stream.next(method.rows_needed(t.batch_size)).to(device)
-    out = method.loss(state.model, rows[: t.batch_size], gen=state.noise_gen, charges=rows)
+    rows, labels = state.stream.draw(method.rows_needed(t.batch_size))
+    rows, labels = rows.to(device), None if labels is None else labels.to(device)
+    out = method.loss(
+        state.model, rows[: t.batch_size], gen=state.noise_gen, charges=rows, labels=labels
+    )
     loss = out.loss.mean()
     state.opt.zero_grad(set_to_none=True)
     if not bool(torch.isfinite(loss)):  # one host sync per step; the update is skipped
@@ -203,10 +214,12 @@ def _checkpoint(
     """state-*.pt, ema-*.safetensors, latest.json, a fixed-seed EMA preview; prune to keep_ckpts."""
     ckpt_dir, text = run_dir / "checkpoints", profile_to_toml(profile)
     state_path, ema_path = ckpt_dir / state_name(state.step), ckpt_dir / ema_name(state.step)
-    save_state(state_path, _state_dict(state, text, dataset.item_shape))
+    save_state(state_path, _state_dict(state, text, dataset))
     meta = {
         "profile": text,
         "item_shape": json.dumps(list(dataset.item_shape)),
+        "num_classes": str(dataset.num_classes),
+        "class_names": json.dumps(list(dataset.class_names)),
         "step": str(state.step),
         "kimg": str(state.nimg / 1000),
         "version": __version__,
@@ -234,6 +247,7 @@ def _preview(
         return None
     device = next(state.ema.module.parameters()).device
     path = run_dir / "samples" / f"{state.step:09d}.png"
+    labels = preview_labels(n, dataset.num_classes, device)
     result = sample_with_events(
         method,
         state.ema.module,
@@ -244,6 +258,7 @@ def _preview(
         sink=sink,
         job=f"preview-{state.step:09d}",
         path=str(path),
+        labels=labels,
     )
     ref = dataset.train[: max(n, 2000)]
     meta = {"step": str(state.step), "seeds": f"0-{n - 1}", "nfe": str(result.nfe)}

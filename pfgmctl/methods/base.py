@@ -36,9 +36,20 @@ class Method(Protocol):
         ...
 
     def loss(
-        self, model: nn.Module, y: Tensor, *, gen: torch.Generator, charges: Tensor | None = None
+        self,
+        model: nn.Module,
+        y: Tensor,
+        *,
+        gen: torch.Generator,
+        charges: Tensor | None = None,
+        labels: Tensor | None = None,
+        aug_labels: Tensor | None = None,
     ) -> LossOut:
-        """Per-sample training loss of clean rows y [B, ...]."""
+        """Per-sample training loss of clean rows y [B, ...] = charges[:B].
+
+        `labels` are the class labels of `charges` (of y when charges is None), the first B those of
+        y; `aug_labels` [B, 9] are EDM augmentation labels of y. Both are passed on to the model.
+        """
         ...
 
     def grid(self, steps: int, *, device: torch.device) -> Tensor:

@@ -20,7 +20,13 @@ class ExactDenoiser(nn.Module):
         self.register_buffer("data", data.to(torch.float64))
         self.aug_dim = aug_dim
 
-    def forward(self, x: Tensor, sigma: Tensor, labels: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        sigma: Tensor,
+        labels: Tensor | None = None,
+        aug_labels: Tensor | None = None,
+    ) -> Tensor:
         return posterior_mean(x, self.data, sigma, self.aug_dim).to(x.dtype)
 
 
@@ -34,7 +40,9 @@ class ExactField(nn.Module):
         self.register_buffer("data", data.to(torch.float64))
         self.gamma = gamma
 
-    def forward(self, x: Tensor, z: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, x: Tensor, z: Tensor, labels: Tensor | None = None, aug_labels: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         z = torch.as_tensor(z, device=x.device).to(torch.float64).expand(x.shape[0])
         f_x, f_z = field_target(x.to(torch.float64), z, self.data, gamma=self.gamma)
         return f_x.to(x.dtype), f_z.to(x.dtype)

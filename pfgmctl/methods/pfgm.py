@@ -47,10 +47,24 @@ class PFGM:
         return max(batch, self.n_charges)
 
     def loss(
-        self, model: nn.Module, y: Tensor, *, gen: torch.Generator, charges: Tensor | None = None
+        self,
+        model: nn.Module,
+        y: Tensor,
+        *,
+        gen: torch.Generator,
+        charges: Tensor | None = None,
+        labels: Tensor | None = None,
+        aug_labels: Tensor | None = None,
     ) -> LossOut:
-        """½‖f_θ(x, z) − v(x, z)‖² over N+1 entries, v the empirical field of `charges` (pfgm.md §2.5)."""
+        """½‖f_θ(x, z) − v(x, z)‖² over N+1 entries, v the empirical field of `charges` (pfgm.md §2.5).
+
+        With class labels the target of a row is the field of the charges of its own class only
+        (the empirical field of p(y | class)).
+        """
         charges = y if charges is None else charges
+        b = y.shape[0]
+        y_labels = None if labels is None else labels[:b]
+        same = None if labels is None else y_labels[:, None] == labels[None, :]  # type: ignore[index]
         x, z = perturb(
             y,
             sigma=self.sigma,
@@ -60,8 +74,8 @@ class PFGM:
             generator=gen,
         )
         with torch.no_grad():
-            v_x, v_z = field_target(x, z, charges, gamma=self.gamma)
-        f_x, f_z = model(x, z.to(y.dtype))
+            v_x, v_z = field_target(x, z, charges, gamma=self.gamma, allowed=same)
+        f_x, f_z = model(x, z.to(y.dtype), y_labels, aug_labels)
         sq = (f_x - v_x).square().flatten(1).sum(1) + (f_z - v_z).square()
         return LossOut(0.5 * sq, z)
 

@@ -39,7 +39,14 @@ class PFGMPP:
         return batch
 
     def loss(
-        self, model: nn.Module, y: Tensor, *, gen: torch.Generator, charges: Tensor | None = None
+        self,
+        model: nn.Module,
+        y: Tensor,
+        *,
+        gen: torch.Generator,
+        charges: Tensor | None = None,
+        labels: Tensor | None = None,
+        aug_labels: Tensor | None = None,
     ) -> LossOut:
         """λ(σ)·‖D_θ(y + n, σ) − y‖², ln σ ~ N(P_mean, P_std²), n ~ p_{σ√D}(·|0) (PFGM++ Eq. 9; EDM Eq. 8)."""
         b = y.shape[0]
@@ -49,7 +56,8 @@ class PFGMPP:
         sigma = ln_sigma.exp()
         n = sample_noise(tuple(y.shape), sigma, self.aug_dim, generator=gen, device=y.device)
         s = sigma.to(y.dtype)
-        denoised = model(y + n.to(y.dtype), s)
+        y_labels = None if labels is None else labels[:b]
+        denoised = model(y + n.to(y.dtype), s, y_labels, aug_labels)
         weight = (s.square() + self.sigma_data**2) / (s * self.sigma_data).square()
         return LossOut(weight * (denoised - y).square().flatten(1).sum(1), sigma)
 

@@ -8,7 +8,7 @@ from typing import Any
 from torch import nn
 
 from pfgmctl.nets.mlp import MLP
-from pfgmctl.nets.precond import EDMPrecond, FieldHead
+from pfgmctl.nets.precond import Conditioned, EDMPrecond, FieldHead
 
 NetBuilder = Callable[..., nn.Module]
 NETS: dict[str, NetBuilder] = {"mlp": MLP}
@@ -24,4 +24,4 @@ def build_raw(
     return NETS[kind](item_shape, out_extra=out_extra, **options)
 
 
-__all__ = ["NETS", "EDMPrecond", "FieldHead", "build_raw"]
+__all__ = ["NETS", "Conditioned", "EDMPrecond", "FieldHead", "build_raw"]

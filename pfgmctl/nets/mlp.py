@@ -71,6 +71,8 @@ class MLP(nn.Module):
         embedding: str = "positional",
         dropout: float = 0.0,
         out_extra: int = 0,
+        num_classes: int = 0,
+        augment_dim: int = 0,
     ) -> None:
         super().__init__()
         self.item_shape = tuple(item_shape)
@@ -79,6 +81,8 @@ class MLP(nn.Module):
         n_in, n_out = math.prod(self.item_shape), math.prod(self.item_shape) + out_extra * rest
         emb_cls = FourierEmbedding if embedding == "fourier" else PositionalEmbedding
         self.embed = nn.Sequential(emb_cls(emb_dim), nn.Linear(emb_dim, emb_dim), nn.SiLU())
+        self.label_embed = nn.Embedding(num_classes, emb_dim) if num_classes > 0 else None
+        self.aug_embed = nn.Linear(augment_dim, emb_dim, bias=False) if augment_dim > 0 else None
         self.inp = nn.Linear(n_in, hidden)
         self.blocks = nn.ModuleList(_Block(hidden, emb_dim, dropout) for _ in range(blocks))
         self.out_norm = nn.LayerNorm(hidden)
@@ -86,8 +90,20 @@ class MLP(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: Tensor, c_noise: Tensor, labels: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        c_noise: Tensor,
+        labels: Tensor | None = None,
+        aug_labels: Tensor | None = None,
+    ) -> Tensor:
         e = self.embed(c_noise)
+        if self.label_embed is not None:
+            if labels is None:
+                raise ValueError("this model is class-conditional: pass class labels")
+            e = e + self.label_embed(labels)
+        if self.aug_embed is not None and aug_labels is not None:
+            e = e + self.aug_embed(aug_labels.to(e.dtype))
         h = self.inp(x.flatten(1))
         for block in self.blocks:
             h = block(h, e)

@@ -19,14 +19,20 @@ class EDMPrecond(nn.Module):
         super().__init__()
         self.raw, self.sigma_data = raw, sigma_data
 
-    def forward(self, x: Tensor, sigma: Tensor, labels: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        sigma: Tensor,
+        labels: Tensor | None = None,
+        aug_labels: Tensor | None = None,
+    ) -> Tensor:
         s = _col(sigma, x)
         sd2 = self.sigma_data**2
         c_skip = sd2 / (s.square() + sd2)
         c_out = s * self.sigma_data / (s.square() + sd2).sqrt()
         c_in = 1 / (s.square() + sd2).sqrt()
         c_noise = torch.as_tensor(sigma, device=x.device).to(x.dtype).expand(x.shape[0]).log() / 4
-        return c_skip * x + c_out * self.raw(c_in * x, c_noise, labels)
+        return c_skip * x + c_out * self.raw(c_in * x, c_noise, labels, aug_labels)
 
 
 class FieldHead(nn.Module):
@@ -40,8 +46,29 @@ class FieldHead(nn.Module):
         super().__init__()
         self.raw, self.c_noise = raw, c_noise
 
-    def forward(self, x: Tensor, z: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(
+        self,
+        x: Tensor,
+        z: Tensor,
+        labels: Tensor | None = None,
+        aug_labels: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
         z = torch.as_tensor(z, device=x.device).to(x.dtype).expand(x.shape[0]).clamp_min(1e-10)
-        out = self.raw(x, z.log() if self.c_noise == "log_z" else z, labels)
+        out = self.raw(x, z.log() if self.c_noise == "log_z" else z, labels, aug_labels)
         c = x.shape[1]
         return out[:, :c], out[:, c:].flatten(1).mean(1)
+
+
+class Conditioned(nn.Module):
+    """A preconditioned model with fixed class labels: forward(x, t) = model(x, t, labels).
+
+    Samplers and methods call model(x, t); class-conditional sampling binds the labels of the rows
+    being solved here (architecture: methods and solvers never see labels).
+    """
+
+    def __init__(self, model: nn.Module, labels: Tensor | None) -> None:
+        super().__init__()
+        self.model, self.labels = model, labels
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+        return self.model(x, t, self.labels)

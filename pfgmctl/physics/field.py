@@ -41,17 +41,22 @@ def perturb(
     return x.to(y.dtype), s * eps_z.abs()
 
 
-def field_target(x: Tensor, z: Tensor, charges: Tensor, *, gamma: float) -> tuple[Tensor, Tensor]:
+def field_target(
+    x: Tensor, z: Tensor, charges: Tensor, *, gamma: float, allowed: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """Normalised empirical field v = √N·D/(‖D‖ + γ) in matmul/log-sum-exp form (pfgm.md §2.3).
 
     x [B, ...] perturbed rows, z [B], charges [n, ...] at z = 0. Weights w_j = softmax_j(−(N+1)/2·ln d_j²),
     d_j² = ‖x − y_j‖² + z² accumulated in float64; D = (Σ w_j y_j − x, −z). Memory O(B·n), never
     the B×n×(N+1) broadcast. Returns (v_x shaped like x, v_z [B]) in x's dtype.
+    `allowed` [B, n] bool restricts row i to the charges j with allowed[i, j] (class-conditional field).
     """
     x2, c2 = x.flatten(1), charges.flatten(1)
     n_dim = x2.shape[1]
     z64 = z.to(torch.float64)
     logits = sq_dist(x2, c2).add_(z64.square()[:, None]).log_().mul_(-0.5 * (n_dim + 1))
+    if allowed is not None:
+        logits.masked_fill_(~allowed, -math.inf)
     w = logits.sub_(logits.amax(dim=1, keepdim=True)).exp_()  # softmax in place: O(B·n) once
     w.div_(w.sum(dim=1, keepdim=True))
     # D_x = Σ w_j y_j − x needs no float64: the weights are exact and sum to one, so rounding in

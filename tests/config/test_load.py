@@ -208,10 +208,16 @@ def test_override_into_scalar_is_error() -> None:
         (["train.foo=1"], "train.foo: unknown key (valid keys: batch_size, lr, beta1"),
         (["method.aug_dim=-1"], "method.aug_dim: must be > 0 (got -1)"),
         (["method.aug_dim=nan"], "method.aug_dim: must be > 0 (got nan)"),
-        (["data.kind=x"], "data.kind: must be one of 'toy', 'array', 'digits' (got 'x')"),
+        (
+            ["data.kind=x"],
+            "data.kind: must be one of 'toy', 'array', 'digits', 'folder', 'cifar10', 'shapes' (got 'x')",
+        ),
         (["method.aug_dim=3", "method.kind=pfgm"], "method.aug_dim: unknown key (valid keys: kind"),
         (["train.batch_size=1.5"], "train.batch_size: expected an integer, got float 1.5"),
-        (["train.device=tpu"], "train.device: must be one of 'auto', 'cpu', 'cuda' (got 'tpu')"),
+        (
+            ["train.device=tpu"],
+            "train.device: must be one of 'auto', 'cpu', 'cuda', 'mps' (got 'tpu')",
+        ),
         (["method.p_mean=inf"], "method.p_mean: must be a finite number (got inf)"),
         (["net.hidden=0"], "net.hidden: must be > 0 (got 0)"),
         (["net.dropout=-0.5"], "net.dropout: must be >= 0 (got -0.5)"),

@@ -49,7 +49,13 @@ class _Affine(nn.Module):
         super().__init__()
         self.calls: list[tuple[Tensor, Tensor]] = []
 
-    def forward(self, x: Tensor, sigma: Tensor, labels: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        sigma: Tensor,
+        labels: Tensor | None = None,
+        aug_labels: Tensor | None = None,
+    ) -> Tensor:
         self.calls.append((x, sigma))
         return 0.3 * x + 0.1 * sigma.reshape(-1, *([1] * (x.ndim - 1)))
 
@@ -350,7 +356,9 @@ class _FakeField(nn.Module):
         super().__init__()
         self.calls: list[tuple[Tensor, Tensor]] = []
 
-    def forward(self, x: Tensor, z: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, x: Tensor, z: Tensor, labels: Tensor | None = None, aug_labels: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         self.calls.append((x, z))
         return 0.2 * x, torch.full_like(z, -0.5)
 

@@ -21,7 +21,13 @@ class _RandomRaw(nn.Module):
         self.w = nn.Parameter(torch.randn(n_out or n, n, generator=gen))
         self.calls: list[tuple[Tensor, Tensor]] = []
 
-    def forward(self, x: Tensor, c_noise: Tensor, labels: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        c_noise: Tensor,
+        labels: Tensor | None = None,
+        aug_labels: Tensor | None = None,
+    ) -> Tensor:
         self.calls.append((x, c_noise))
         flat = x.flatten(1) @ self.w.T.to(x.dtype)
         return torch.tanh(flat + c_noise[:, None]).reshape(x.shape[0], -1)
@@ -35,7 +41,13 @@ class _Fixed(nn.Module):
         self.out = out
         self.c_noise: Tensor | None = None
 
-    def forward(self, x: Tensor, c_noise: Tensor, labels: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        c_noise: Tensor,
+        labels: Tensor | None = None,
+        aug_labels: Tensor | None = None,
+    ) -> Tensor:
         self.c_noise = c_noise
         return self.out
 
