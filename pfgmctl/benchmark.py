@@ -124,8 +124,19 @@ def settings(
 
 
 def load_run(path: Path) -> Loaded:
-    """A run directory (newest EMA checkpoint) or a checkpoint file."""
+    """A run directory (newest EMA checkpoint) or a checkpoint file; IPFM runs load their generator."""
+    from pfgmctl.engine.distill import is_distilled, load_distilled
+
+    if is_distilled(path):
+        d = load_distilled(path)
+        return Loaded(d.profile, d.model, d.item_shape, d.source, d.step, d.num_classes)
     return load_checkpoint(latest_checkpoint(path, "ema") if path.is_dir() else path)
+
+
+def _distilled(model: nn.Module) -> bool:
+    from pfgmctl.engine.distill import DistilledGenerator
+
+    return isinstance(model, DistilledGenerator)
 
 
 def default_metric(profile: Profile, item_shape: tuple[int, ...]) -> str:
@@ -167,6 +178,10 @@ def draw(
     batch: int,
 ) -> SampleResult:
     """Samples of one setting (plain or noise-injected)."""
+    if _distilled(model):  # an IPFM generator: NFE = K, no ODE (settings collapsed in bench_run)
+        from pfgmctl.engine.distill import sample_distilled
+
+        return sample_distilled(model, seeds=seeds, device=device, batch=batch)  # type: ignore[arg-type]
     method = build_method(loaded.profile)
     common: dict[str, Any] = {"seeds": seeds, "shape": loaded.item_shape, "device": device}
     if setting.alpha > 0:
@@ -208,6 +223,13 @@ def bench_run(
 ) -> list[Row]:
     """Every setting of one run over `seed_sets` disjoint seed sets of n samples each."""
     prof = loaded.profile
+    from pfgmctl.engine.distill import DistilledGenerator
+
+    if isinstance(loaded.model, DistilledGenerator):  # one clean setting (+ bits) at its K
+        nfe = loaded.model.steps
+        grid = list(
+            dict.fromkeys(Setting("generator", nfe, bits=s.bits) for s in grid if not s.alpha)
+        )
     dataset = build_dataset(prof.data)
     refs = [reference_pair(prof, dataset, n, k) for k in range(seed_sets)]
     floors = {m: statistics.fmean(fn(a, b) for a, b in refs) for m, fn in metrics.items()}
@@ -294,16 +316,22 @@ def sampler_overhead(
         with torch.no_grad():
             return model(x.float(), t)
 
-    run = lambda: sample(  # noqa: E731
-        method,
-        model,
-        seeds=range(batch),
-        shape=loaded.item_shape,
-        solver=solver,
-        steps=steps,
-        device=device,
-        batch=batch,
-    )
+    def run() -> SampleResult:
+        if _distilled(model):  # an IPFM generator: K evaluations, no ODE
+            from pfgmctl.engine.distill import sample_distilled
+
+            return sample_distilled(model, seeds=range(batch), device=device, batch=batch)  # type: ignore[arg-type]
+        return sample(
+            method,
+            model,
+            seeds=range(batch),
+            shape=loaded.item_shape,
+            solver=solver,
+            steps=steps,
+            device=device,
+            batch=batch,
+        )
+
     res = run()
     # Interleave the two timings and take medians: a loaded machine drifts between them.
     walls, fwds = [], []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pfgmctl.cli import (
     benchmark,
+    distill,
     doctor,
     encode,
     interpolate,
@@ -19,6 +20,7 @@ from pfgmctl.cli.app import app
 __all__ = [
     "app",
     "benchmark",
+    "distill",
     "doctor",
     "encode",
     "interpolate",

@@ -83,6 +83,8 @@ def _label(path: Path, loaded: Any) -> str:
     m = loaded.profile.method
     d = getattr(m, "aug_dim", None)
     tag = m.kind if d is None else f"D={d:g}"
+    if hasattr(loaded.model, "levels"):  # an IPFM generator (engine.distill.DistilledGenerator)
+        tag = f"IPFM {tag} K={len(loaded.model.levels)}"
     name = path.name if path.is_dir() else path.parent.parent.name
     return f"{tag} #{name.split('-')[0]}"
 

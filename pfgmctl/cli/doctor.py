@@ -104,6 +104,9 @@ def doctor(
     ] = False,
 ) -> None:
     """Show versions, devices and directories: paste this into a bug report."""
+    from pfgmctl.cli.runs import checked_outdir
+
+    checked_outdir(outdir)
     info = report(outdir)
     if json_out:
         emit_json(info)

@@ -188,7 +188,19 @@ def read_latents(path: Path, src: Source) -> Tensor:
             f"--latents {path}: latents of shape {tuple(z.shape[1:])}, the model takes "
             f"{src.item_shape}"
         )
-    return torch.from_numpy(np.asarray(z, dtype=np.float64))
+    try:
+        out = np.asarray(z, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise UsageError(f"--latents {path}: not numeric latents ({err})") from None
+    if len(out) == 0:
+        raise UsageError(f"--latents {path}: holds no latents; encode some rows first")
+    if not np.isfinite(out).all():
+        bad = int((~np.isfinite(out)).reshape(len(out), -1).any(1).sum())
+        raise UsageError(
+            f"--latents {path}: {bad} of {len(out)} latents hold NaN/inf; "
+            "re-encode them (pfgmctl encode) with a finite model and data"
+        )
+    return torch.from_numpy(out)
 
 
 @app.command(rich_help_panel="Generation")

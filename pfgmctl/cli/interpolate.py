@@ -157,7 +157,13 @@ def interpolate(
         check_output(gif, force, (".gif",))
     src = load_source(run, checkpoint, exact, profile, tuple(set_ or ()))
     sc = src.profile.sample
-    cfg = flow_settings(solver or sc.solver, steps or sc.steps, sc.rtol, sc.atol, sc.batch)
+    cfg = flow_settings(
+        solver if solver is not None else sc.solver,
+        steps if steps is not None else sc.steps,
+        sc.rtol,
+        sc.atol,
+        sc.batch,
+    )
     dev = pick_device(device.value)
     method, t0 = build_method(src.profile), time.perf_counter()
     src = Source(src.profile, src.model.to(dev), src.item_shape, src.model_id, src.exact_data)

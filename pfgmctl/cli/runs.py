@@ -11,6 +11,7 @@ from rich.table import Table
 
 from pfgmctl.cli.app import app
 from pfgmctl.cli.common import emit_json, runs_dir
+from pfgmctl.errors import UsageError
 
 runs_app = typer.Typer(
     help="List training runs (number, profile, step, last loss, status).",
@@ -22,6 +23,24 @@ OutdirOpt = Annotated[
     Path | None, typer.Option("--outdir", "-o", help="Runs directory (default ./runs).")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+
+
+def checked_outdir(outdir: Path | None) -> Path:
+    """The runs directory; one that exists as a file is a usage error (a missing one is empty)."""
+    out = runs_dir(outdir)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--outdir {out} is a file, not a runs directory; pass a directory")
+    return out
+
+
+def require_run_dir(path: Path) -> Path:
+    """`path` if it is a pfgmctl run directory (it has profile.toml), else a usage error."""
+    if not (path / "profile.toml").is_file():
+        raise UsageError(
+            f"{path} is not a pfgmctl run directory (no profile.toml); "
+            "'pfgmctl runs' lists the runs"
+        )
+    return path
 
 
 def _fmt(value: float | int | None, spec: str) -> str:
@@ -37,7 +56,7 @@ def runs(ctx: typer.Context, outdir: OutdirOpt = None, json_out: JsonOpt = False
     from pfgmctl.engine.rundir import list_runs
     from pfgmctl.tui.runinfo import summarize_run
 
-    out = runs_dir(outdir)
+    out = checked_outdir(outdir)
     summaries = [summarize_run(run) for run in list_runs(out)]
     if json_out:
         emit_json({"outdir": str(out), "runs": [s.as_dict() for s in summaries]})
@@ -70,7 +89,7 @@ def show(
     """Show one run: summary, latest checkpoint, files."""
     from pfgmctl.tui.runinfo import resolve_run, summarize_run
 
-    path = resolve_run(run, runs_dir(outdir))
+    path = require_run_dir(resolve_run(run, checked_outdir(outdir)))
     info = summarize_run(path).as_dict()
     samples = sorted(p.name for p in (path / "samples").glob("*.png"))
     info["previews"] = len(samples)

@@ -21,6 +21,7 @@ class Device(StrEnum):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
+    mps = "mps"
 
 
 ProfileOpt = Annotated[
@@ -57,14 +58,16 @@ def _resume_source(resume: str, outdir: Path) -> tuple[Path, Path]:
     return path, run
 
 
-def _summary(profile: Profile, dataset: Any, n_params: int) -> dict[str, Any]:
+def _summary(profile: Profile, dataset: Any, n_params: int | None) -> dict[str, Any]:
+    """Run facts for the start line and the dry run; `dataset` None: the data is not loaded."""
     return {
         "profile": profile.name,
         "method": profile.method.kind,
-        "data": dataset.name,
-        "n_train": len(dataset.train),
-        "n_holdout": len(dataset.holdout),
-        "item_shape": list(dataset.item_shape),
+        "data": dataset.name if dataset is not None else profile.data.kind,
+        "n_train": len(dataset.train) if dataset is not None else None,
+        "n_holdout": len(dataset.holdout) if dataset is not None else None,
+        "item_shape": list(dataset.item_shape) if dataset is not None else None,
+        "num_classes": dataset.num_classes if dataset is not None else None,
         "parameters": n_params,
     }
 
@@ -110,6 +113,9 @@ def train(
             )
     else:
         prof = load_profile(profile, overrides)
+    if dry_run:
+        _dry_run(prof, device, json_out)
+        return
     dataset = build_dataset(prof.data)
     prof = resolve(prof, dataset)
     if device is not None:
@@ -119,9 +125,6 @@ def train(
     model = build_model(prof, dataset.item_shape, dataset.num_classes)
     n_params = sum(p.numel() for p in model.parameters())
     summary = _summary(prof, dataset, n_params)
-    if dry_run:
-        _print_dry_run(prof, summary, json_out)
-        return
     _run(prof, dataset, out, run, state_path, summary, json_out)
 
 
@@ -155,14 +158,214 @@ def _profile_of_run(run: Path, state_path: Path, overrides: tuple[str, ...]) -> 
     return profile_from_text(str(saved["profile"]), f"{state_path} (embedded)", overrides)
 
 
-def _print_dry_run(prof: Profile, summary: dict[str, Any], json_out: bool) -> None:
-    text = profile_to_toml(prof)
+def _print_dry_run(
+    prof: Profile, summary: dict[str, Any], json_out: bool, notes: dict[str, str] | None = None
+) -> None:
+    """The resolved profile on stdout (derived keys commented), the summary on stderr.
+
+    With --json: one JSON object with the summary and the profile text instead.
+    """
+    text = _annotate(profile_to_toml(prof), "method", notes or {})
     if json_out:
         emit_json({**summary, "resolved_profile": text})
         return
     typer.echo(text)
-    for key, value in summary.items():
-        err_console.print(f"{key:>12}: {value}", highlight=False)
+    for key, value in _summary_lines(summary):
+        err_console.print(f"{key:>12}: {value}", highlight=False, markup=False, soft_wrap=True)
+
+
+def _summary_lines(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """Human lines of a dry-run summary: profile, method, net, parameters, data, derived keys."""
+    params = summary["parameters"]
+    count = f"{params:,}" if params is not None else "unknown (needs the data's item shape)"
+    lines = [
+        ("profile", str(summary["profile"])),
+        ("method", str(summary["method"])),
+        ("net", str(summary.get("net", ""))),
+        ("parameters", count),
+    ]
+    data = summary.get("data_summary")
+    lines.append(("data", data if data is not None else str(summary["data"])))
+    if summary.get("derived"):
+        lines.append(("derived", f"{', '.join(summary['derived'])} ({summary['derived_note']})"))
+    return lines
+
+
+def _dry_run(prof: Profile, device: Device | None, json_out: bool) -> None:
+    """`train --dry-run`: resolved profile, parameter count and data summary; nothing written.
+
+    Missing data (a path that does not exist) is reported as `data: MISSING (...)` after the
+    profile and the parameter count (taken from the item shape the profile implies), then the
+    command exits 1: the profile is fine but training could not start.
+    """
+    from pfgmctl.data import build_dataset, mean_norm
+    from pfgmctl.engine.build import check_precond, resolve
+    from pfgmctl.errors import DataError, PfgmctlError
+
+    if device is not None:
+        prof = prof.model_copy(
+            update={"train": prof.train.model_copy(update={"device": device.value})}
+        )
+    check_precond(prof)
+    try:
+        dataset = build_dataset(prof.data)
+    except DataError as err:
+        missing = _missing_path(prof)
+        if missing is None:
+            raise
+        shape, classes = _implied_item(prof)
+        summary = _summary(prof, None, _count_parameters(prof, shape, classes or 0))
+        pending = _pending_keys(prof)
+        summary.update(
+            net=_net_text(prof),
+            item_shape=list(shape) if shape is not None else None,
+            num_classes=classes,
+            data_missing=str(err),
+            derived=pending,
+            derived_note="to be derived from the data, pfgm.md §2.6",
+            data_summary=f"MISSING ({err})",
+        )
+        _print_dry_run(prof, summary, json_out)
+        raise PfgmctlError(
+            f"data missing: [data] path '{missing}' does not exist (see the MISSING line); "
+            "get the data or point at it with --set data.path=..., then run again"
+        ) from None
+    resolved = resolve(prof, dataset)
+    notes = _derived_notes(prof, resolved)
+    n_params = _count_parameters(resolved, dataset.item_shape, dataset.num_classes)
+    summary = _summary(resolved, dataset, n_params)
+    summary.update(
+        net=_net_text(resolved),
+        data_kind=prof.data.kind,
+        class_names=list(dataset.class_names),
+        mean_norm=mean_norm(dataset.train),
+        derived=[f"{k} = {getattr(resolved.method, k):.6g}" for k in notes],
+        derived_note="from the data, pfgm.md §2.6",
+        data_missing=None,
+    )
+    summary["data_summary"] = _data_text(summary)
+    _print_dry_run(resolved, summary, json_out, notes)
+
+
+def _missing_path(prof: Profile) -> str | None:
+    """The `[data] path` of a file-backed source when it does not exist (else None)."""
+    path = getattr(prof.data, "path", None)
+    if path is None:
+        return None
+    return path if not path or not Path(path).expanduser().exists() else None
+
+
+def _implied_item(prof: Profile) -> tuple[tuple[int, ...] | None, int | None]:
+    """(item shape, classes) a data source will have, known without loading it where possible."""
+    d = prof.data
+    classes = 10 if getattr(d, "conditional", False) else 0
+    if d.kind == "cifar10":
+        return (3, 32, 32), classes
+    if d.kind == "folder":  # classes = sub-folders: unknown without the data
+        return (3, d.resolution, d.resolution), None if d.conditional else 0
+    if d.kind == "shapes":
+        return (d.channels, d.resolution, d.resolution), 3 if d.conditional else 0
+    if d.kind == "digits":
+        return (1, 8, 8), classes
+    if d.kind == "toy":
+        return (2,), 0
+    return None, None
+
+
+def _count_parameters(
+    prof: Profile, item_shape: tuple[int, ...] | None, num_classes: int
+) -> int | None:
+    """Trainable parameters of the profile's model.
+
+    U-Nets are built on the meta device (no memory, no init: 62M parameters in well under a
+    second once torch's meta kernels are imported); small MLPs are faster to build on the CPU.
+    """
+    import torch
+
+    from pfgmctl.engine.build import build_model
+
+    if item_shape is None:
+        return None
+    if prof.net.kind == "mlp":
+        model = build_model(prof, tuple(item_shape), num_classes)
+        return sum(p.numel() for p in model.parameters())
+    try:
+        with torch.device("meta"):
+            model = build_model(prof, tuple(item_shape), num_classes)
+    except (NotImplementedError, RuntimeError):  # a net that cannot be built on meta: use the CPU
+        model = build_model(prof, tuple(item_shape), num_classes)
+    return sum(p.numel() for p in model.parameters())
+
+
+def _net_text(prof: Profile) -> str:
+    """One line describing the network config, e.g. `unet ddpmpp, 128 ch × [1, 2, 2, 2], ...`."""
+    net = prof.net
+    head = f"precond {prof.precond}"
+    if net.kind == "unet":
+        return (
+            f"unet {net.arch}, {net.model_channels} ch × {list(net.channel_mult)}, "
+            f"{net.num_blocks} blocks/res, attention at {list(net.attn_resolutions)}, "
+            f"dropout {net.dropout:g}, {net.embedding} embedding, {head}"
+        )
+    return (
+        f"{net.kind}, hidden {net.hidden} × {net.blocks} blocks, emb {net.emb_dim}, "
+        f"dropout {net.dropout:g}, {head}"
+    )
+
+
+def _data_text(summary: dict[str, Any]) -> str:
+    """`cifar10 (kind cifar10): 50,000 train / 0 holdout, item 3×32×32, 10 classes, mean norm 31.9`."""
+    shape = "×".join(str(s) for s in summary["item_shape"])
+    k = summary["num_classes"]
+    names = summary.get("class_names") or []
+    classes = "unconditional" if not k else f"{k} classes ({', '.join(names[:10])}"
+    if k:
+        classes += ", ...)" if len(names) > 10 else ")"
+    return (
+        f"{summary['data']} (kind {summary['data_kind']}): {summary['n_train']:,} train / "
+        f"{summary['n_holdout']:,} holdout, item {shape}, {classes}, "
+        f"mean norm {summary['mean_norm']:.4g}"
+    )
+
+
+_DERIVED = ("m", "z_max", "upper_norm", "z_exp")
+"""PFGM keys derived from the data when a profile omits them (pfgm.md §2.6)."""
+
+
+def _pending_keys(prof: Profile) -> list[str]:
+    """PFGM heuristic keys the profile leaves to the data."""
+    return [k for k in _DERIVED if getattr(prof.method, k, 0) is None]
+
+
+def _derived_notes(prof: Profile, resolved: Profile) -> dict[str, str]:
+    """method key → why its resolved value differs from the profile (derived or capped)."""
+    notes = {k: "derived from the data, pfgm.md §2.6" for k in _pending_keys(prof)}
+    if "z_exp" in notes:
+        notes["z_exp"] = "derived: z_max / 8"
+    before, after = (
+        getattr(prof.method, "n_charges", None),
+        getattr(resolved.method, "n_charges", None),
+    )
+    if before is not None and after != before:
+        notes["n_charges"] = f"capped at the training set size (profile: {before})"
+    return notes
+
+
+def _annotate(text: str, table: str, notes: dict[str, str]) -> str:
+    """Append `# note` to the `key = value` lines of `[table]` named in `notes`."""
+    out, current = [], ""
+    for line in text.splitlines():
+        if line.startswith("["):
+            current = line.strip("[] ")
+        key = line.split("=", 1)[0].strip()
+        if current == table and "=" in line and key in notes:
+            line = f"{line}  # {notes[key]}"
+        out.append(line)
+    return "\n".join(out) + ("\n" if text.endswith("\n") else "")
+
+
+def _no_events(event: dict[str, Any]) -> None:
+    """The sink of ranks other than 0 under torchrun."""
 
 
 def _run(
@@ -175,29 +378,44 @@ def _run(
     json_out: bool,
 ) -> None:
     from pfgmctl.cli.render import TrainRenderer
+    from pfgmctl.engine import dist
     from pfgmctl.engine.build import pick_device
     from pfgmctl.engine.rundir import FanoutSink, RunSink
+    from pfgmctl.engine.train import plan_shards
     from pfgmctl.engine.train import train as train_loop
 
-    device = pick_device(prof.train.device)
-    if run is None or not (run / "profile.toml").is_file():
-        run = create_run_dir(out, prof.name)
-        atomic_write_text(run / "profile.toml", profile_to_toml(prof))
-    err_console.print(
-        f"run {run}  ·  {summary['method']} on {summary['data']} ({summary['n_train']} rows)"
-        f"  ·  {summary['parameters']:,} parameters  ·  {device}",
-        highlight=False,
-    )
-    t0 = time.perf_counter()
-    with TrainRenderer(err_console, quiet=json_out) as renderer:
-        result = train_loop(
-            prof,
-            dataset,
-            run,
-            device=device,
-            sink=FanoutSink(RunSink(run), renderer),
-            resume=state_path,
-        )
+    # Under torchrun every rank runs this; rank 0 alone creates and writes the run dir and prints.
+    world, device = dist.init_from_env(pick_device(prof.train.device))
+    try:
+        plan_shards(prof.train, world.size)  # batch / micro-batch errors before any run dir exists
+        if world.main and (run is None or not (run / "profile.toml").is_file()):
+            run = create_run_dir(out, prof.name)
+            atomic_write_text(run / "profile.toml", profile_to_toml(prof))
+        run = dist.broadcast_path(run, world)
+        ranks = f" × {world.size} ranks" if world.distributed else ""
+        if world.main:
+            err_console.print(
+                f"run {run}  ·  {summary['method']} on {summary['data']} ({summary['n_train']} rows)"
+                f"  ·  {summary['parameters']:,} parameters  ·  {device}{ranks}",
+                highlight=False,
+            )
+        t0 = time.perf_counter()
+        with TrainRenderer(err_console, quiet=json_out or not world.main) as renderer:
+            result = train_loop(
+                prof,
+                dataset,
+                run,
+                device=device,
+                sink=FanoutSink(RunSink(run), renderer) if world.main else _no_events,
+                resume=state_path,
+                world=world,
+            )
+    finally:
+        dist.cleanup()
+    if not world.main:
+        if result.status == "interrupted":
+            raise typer.Exit(143 if result.signal == "SIGTERM" else 130)
+        return
     preview = run / "samples" / f"{result.step:09d}.png"
     picture = preview if preview.is_file() else None
     info = {

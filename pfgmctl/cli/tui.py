@@ -15,7 +15,6 @@ from typing import Annotated
 import typer
 
 from pfgmctl.cli.app import app, err_console
-from pfgmctl.cli.common import runs_dir
 from pfgmctl.errors import PfgmctlError, UsageError
 
 PROTOCOL_ENV = "PFGMCTL_IMAGE_PROTOCOL"
@@ -57,12 +56,13 @@ def tui(
     ] = 0.5,
 ) -> None:
     """Live dashboard of a run: loss, noise bins, preview, sampling trajectory, checkpoints."""
+    from pfgmctl.cli.runs import checked_outdir, require_run_dir
     from pfgmctl.engine.rundir import newest_run
     from pfgmctl.tui.runinfo import resolve_run
 
-    out = runs_dir(outdir)
+    out = checked_outdir(outdir)
     if run is not None:
-        path = resolve_run(run, out)
+        path = require_run_dir(resolve_run(run, out))
     else:
         newest = newest_run(out)
         if newest is None:

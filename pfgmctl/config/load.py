@@ -14,7 +14,7 @@ import tomli
 import tomli_w
 from pydantic import BaseModel, ValidationError
 
-from pfgmctl.config.schema import Profile
+from pfgmctl.config.schema import DistillConfig, Profile
 from pfgmctl.errors import ProfileError
 
 DEFAULT_PROFILE = "toy2d-pfgmpp"
@@ -198,7 +198,9 @@ def _apply_override(
 ) -> tuple[str, ...]:
     """Apply one `key=value` override to the raw profile dict in place; returns the key path.
 
-    Switching a table's `kind` drops the keys the new kind lacks, unless an override set them.
+    Switching a table's `kind` resets the table to the new kind's defaults: the file's keys
+    belong to the old kind (a toy's `n` = 20000 points means nothing to a folder of images), so
+    only keys set by overrides are kept.
     """
     key, sep, value = item.partition("=")
     key = key.strip()
@@ -222,11 +224,10 @@ def _apply_override(
 def _drop_foreign_keys(
     section: dict[str, Any], table: str, kind: object, explicit: set[tuple[str, ...]]
 ) -> None:
-    """Drop the file's keys that a table's new kind does not have (e.g. a toy's `name`)."""
-    model = _model_for(table, kind)
-    if model is None:
+    """Drop the file's keys of a table whose kind changes; keys set by overrides stay."""
+    if _model_for(table, kind) is None:
         return  # validation will name the unknown kind
-    for key in [k for k in section if k not in model.model_fields and (table, k) not in explicit]:
+    for key in [k for k in section if (table, k) not in explicit]:
         del section[key]
 
 
@@ -241,6 +242,8 @@ def _resolve_bare(raw: dict[str, Any], key: str) -> list[str]:
             tables.append(table)
     if not tables:
         raise ProfileError(f"override '{key}': unknown key{_other_kinds_hint(key)}")
+    if len(tables) > 1 and "distill" in tables:  # [distill] repeats train keys: dotted form only
+        tables.remove("distill")
     if len(tables) > 1:
         where = ", ".join(f"{t}.{key}" for t in tables)
         raise ProfileError(f"override '{key}' is ambiguous ({where}); use the dotted form")
@@ -368,5 +371,11 @@ def _num(value: object) -> str:
 
 
 def profile_to_toml(profile: Profile) -> str:
-    """A fully explicit TOML rendering (None values dropped: TOML has no null)."""
-    return tomli_w.dumps(profile.model_dump(mode="python", exclude_none=True))
+    """A fully explicit TOML rendering (None values dropped: TOML has no null).
+
+    A `[distill]` table left at its defaults is omitted (it only matters to distillation runs).
+    """
+    raw = profile.model_dump(mode="python", exclude_none=True)
+    if profile.distill == DistillConfig():
+        del raw["distill"]
+    return tomli_w.dumps(raw)

@@ -74,18 +74,30 @@ class MLPNet(BaseModel):
 
 
 class UNetNet(BaseModel):
-    """DDPM++ / NCSN++ U-Net for images (Song et al. 2021; EDM's SongUNet), owned by nets/unet.py."""
+    """DDPM++ / NCSN++ U-Net for images (Song et al. 2021; EDM's SongUNet), owned by nets/unet.py.
+
+    Defaults are EDM's CIFAR-10 DDPM++ (55.73M parameters). `arch` picks the encoder and resample
+    filter (ddpmpp: standard, [1,1]; ncsnpp: residual, [1,3,3,1], 2× noise channels); `embedding`
+    the noise embedding (positional for DDPM++, fourier for NCSN++). Image height and width must be
+    divisible by 2^(len(channel_mult) − 1); `attn_resolutions` are heights (empty: bottleneck only).
+    """
 
     model_config = _STRICT
     kind: Literal["unet"] = "unet"
     precond: Literal["edm", "field"] | None = None
     arch: Literal["ddpmpp", "ncsnpp"] = "ddpmpp"
     model_channels: PosInt = 128
-    channel_mult: tuple[PosInt, ...] = (2, 2, 2)
+    channel_mult: Annotated[tuple[PosInt, ...], Field(min_length=1)] = (2, 2, 2)
     num_blocks: PosInt = 4
     attn_resolutions: tuple[PosInt, ...] = (16,)
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
     embedding: Literal["positional", "fourier"] = "positional"
+
+    @field_validator("channel_mult", "attn_resolutions", mode="before")
+    @classmethod
+    def _list_to_tuple(cls, v: object) -> object:
+        """TOML arrays arrive as lists; the (strict) schema stores tuples."""
+        return tuple(v) if isinstance(v, list) else v
 
 
 NetConfig = Annotated[MLPNet | UNetNet, Field(discriminator="kind")]
@@ -105,12 +117,21 @@ class ToyData(BaseModel):
 
 
 class ArrayData(BaseModel):
-    """A `.npy` / `.npz` array of shape [n, ...], used as-is unless scaled."""
+    """A `.npy` / `.npz` array of shape [n, ...], used as-is unless scaled.
+
+    Image arrays: `pixels = "uint8"` maps integer pixels 0..255 to [−1, 1] (k/127.5 − 1) and
+    `layout = "nhwc"` reorders [n, H, W, C] (or [n, H, W]) to [n, C, H, W]. `labels_key` names an
+    int array [n] of class indices 0..K−1 in the same .npz (needed for `conditional`).
+    """
 
     model_config = _STRICT
     kind: Literal["array"] = "array"
     path: str = ""
     key: str | None = None
+    labels_key: str | None = None
+    conditional: bool = False
+    pixels: Literal["as_is", "uint8"] = "as_is"
+    layout: Literal["as_is", "nchw", "nhwc"] = "as_is"
     n: PosInt | None = None
     holdout: Annotated[float, Field(ge=0, lt=1)] = 0.0
     scale: float = 1.0
@@ -136,6 +157,7 @@ class FolderData(BaseModel):
     kind: Literal["folder"] = "folder"
     path: str = ""
     resolution: PosInt = 32
+    crop: PosInt | None = None  # centre-crop side in source pixels (CelebA: 140); None = shorter
     n: PosInt | None = None
     holdout: Annotated[float, Field(ge=0, lt=1)] = 0.0
     conditional: bool = False  # labels = first-level sub-folder names, sorted
@@ -227,6 +249,38 @@ class SampleConfig(BaseModel):
     batch: PosInt = 1024
 
 
+class DistillConfig(BaseModel):
+    """IPFM distillation (pfgmpp_ipfm.md part B); durations and EMA half-life in kimg.
+
+    Defaults are the paper's (SiD settings at the teacher's D with α = 1.0, §B6; Adam β1 = 0, σ_init
+    2.5, t_max 800, §B5); toy profiles scale lr, batch and kimg.
+    """
+
+    model_config = _STRICT
+    teacher: str = ""  # the teacher checkpoint (written by `pfgmctl distill`; for the record)
+    alpha: Annotated[float, Field(ge=0)] = 1.0  # ℓ_α regulariser; 0.5 = plain IPFM (§B4)
+    sigma_init: PosFloat = 2.5  # generator input ε₀ ~ p_{σ_init√D}(·|0), G(ε₀) = D_θ(ε₀, σ_init)
+    t_max: Annotated[int, Field(gt=0, le=1000)] = 800  # generator-loss σ from u ~ U[0, t_max/1000]
+    steps: PosInt = 1  # K generator evaluations per sample (K > 1: re-noise with the kernel)
+    sigma_last: PosFloat = 0.5  # lowest re-noising level of the K-step chain (K > 1)
+    fake_updates: PosInt = 1  # fake-field (ψ) updates per generator update (authors' D=2048: 2)
+    batch_size: PosInt = 256
+    lr_g: PosFloat = 1e-5
+    lr_f: PosFloat = 1e-5
+    beta1: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    beta2: Annotated[float, Field(ge=0, lt=1)] = 0.999
+    kimg: PosFloat = 500_000.0
+    ema_halflife_kimg: Annotated[float, Field(ge=0)] = 500.0
+    ema_rampup: Annotated[float, Field(ge=0)] | None = 0.05
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0  # in G and ψ (the authors' run: 0, §B8)
+    tick_kimg: PosFloat = 50.0
+    ckpt_ticks: PosInt = 10
+    keep_ckpts: PosInt = 3
+    preview_n: Annotated[int, Field(ge=0)] = 64
+    max_bad_steps: PosInt = 20  # consecutive non-finite losses before the run stops
+    seed: int = 0
+
+
 class Profile(BaseModel):
     """A whole profile. `name` is taken from the file name when omitted."""
 
@@ -238,6 +292,7 @@ class Profile(BaseModel):
     data: DataConfig = Field(default_factory=ToyData)
     train: TrainConfig = Field(default_factory=TrainConfig)
     sample: SampleConfig = Field(default_factory=SampleConfig)
+    distill: DistillConfig = Field(default_factory=DistillConfig)
 
     @property
     def precond(self) -> str:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from pfgmctl.data.arrays import load_array
+from pfgmctl.data.arrays import load_array, load_labels, to_images
 from pfgmctl.data.digits import load_digits
 from pfgmctl.data.stream import DataStream
 from pfgmctl.data.toy2d import TOYS, toy
@@ -46,6 +46,7 @@ class Dataset:
     holdout_labels: Tensor | None = None  # int64 [n_holdout]
     num_classes: int = 0  # > 0 exactly when training is class-conditional
     class_names: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()  # skipped unreadable files etc., for the CLI to show
 
     @property
     def item_shape(self) -> tuple[int, ...]:
@@ -73,7 +74,7 @@ def build_dataset(cfg: DataConfig) -> Dataset:
         )
     train, holdout = x[train_idx], x[hold_idx]
     if not getattr(cfg, "conditional", False):
-        return Dataset(train=train, holdout=holdout, name=raw.name)
+        return Dataset(train=train, holdout=holdout, name=raw.name, warnings=raw.warnings)
     if raw.labels is None:
         raise DataError(
             f"[data] conditional = true but data '{raw.name}' has no labels; "
@@ -87,6 +88,7 @@ def build_dataset(cfg: DataConfig) -> Dataset:
         holdout_labels=raw.labels[hold_idx],
         num_classes=len(raw.class_names),
         class_names=raw.class_names,
+        warnings=raw.warnings,
     )
 
 
@@ -98,6 +100,7 @@ class RawData:
     name: str
     labels: Tensor | None = None
     class_names: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()  # e.g. unreadable files skipped under `skip_bad`; CLI shows them
 
 
 def _load(cfg: DataConfig) -> RawData:
@@ -111,7 +114,25 @@ def _load(cfg: DataConfig) -> RawData:
             x, y = x[: cfg.n], y[: cfg.n]
         return RawData(x, "digits", y, tuple(str(d) for d in range(10)))
     if cfg.kind == "array":
-        return RawData(_load_rows(cfg), Path(cfg.path).name)
+        x = to_images(_load_rows(cfg), cfg.path, cfg.pixels, cfg.layout)
+        if cfg.labels_key is None:
+            if cfg.conditional:
+                raise DataError(
+                    f"[data] conditional = true but no [data] labels_key names the labels in "
+                    f"'{cfg.path}'; set labels_key (an int array [n] in the .npz) or "
+                    "conditional = false"
+                )
+            return RawData(x, Path(cfg.path).name)
+        labels = load_labels(cfg.path, cfg.labels_key)
+        if cfg.n is not None:
+            labels = labels[: cfg.n]
+        if labels.shape[0] != x.shape[0]:
+            raise DataError(
+                f"data file '{cfg.path}': labels '{cfg.labels_key}' has {labels.shape[0]} "
+                f"entries but the data has {x.shape[0]} rows; save one label per row"
+            )
+        names = tuple(str(k) for k in range(int(labels.max()) + 1))
+        return RawData(x, Path(cfg.path).name, labels, names)
     from pfgmctl.data.images import load_images  # image sources: Pillow only when used
 
     return load_images(cfg)

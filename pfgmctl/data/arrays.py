@@ -107,3 +107,57 @@ def _check(path: Path, arr: np.ndarray) -> None:
     bad = int(np.count_nonzero(~np.isfinite(arr))) if arr.dtype.kind == "f" else 0
     if bad:
         raise DataError(f"data file '{path}' contains {bad} NaN/inf values; remove or replace them")
+
+
+def to_images(x: Tensor, path: str | Path, pixels: str = "as_is", layout: str = "as_is") -> Tensor:
+    """Apply `[data] pixels` and `layout` to loaded rows x [n, ...].
+
+    pixels "uint8": integer pixels k ∈ 0..255 ↦ k/127.5 − 1 ∈ [−1, 1] (anything else is an error).
+    layout "nchw" / "nhwc": image rows [n, C, H, W] / [n, H, W, C] (a 3-D [n, H, W] gets C = 1),
+    returned as [n, C, H, W]; "as_is" leaves the shape alone.
+    """
+    if pixels == "uint8":
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0 or hi > 255 or not bool((x == x.round()).all()):
+            raise DataError(
+                f"data file '{path}': [data] pixels = 'uint8' needs integer pixels 0..255 but "
+                f"values span {lo:g}..{hi:g}; save uint8 images or set pixels = 'as_is'"
+            )
+        x = x / 127.5 - 1.0
+    if layout == "as_is":
+        return x
+    if x.ndim == 3:
+        x = x.unsqueeze(1) if layout == "nchw" else x.unsqueeze(3)
+    if x.ndim != 4:
+        want = "[n, C, H, W]" if layout == "nchw" else "[n, H, W, C]"
+        raise DataError(
+            f"data file '{path}' has shape {tuple(x.shape)} but [data] layout = '{layout}' "
+            f"expects {want} or [n, H, W]; fix layout or reshape the array"
+        )
+    if layout == "nhwc":
+        x = x.permute(0, 3, 1, 2).contiguous()
+    return x
+
+
+def load_labels(path: str | Path, key: str) -> Tensor:
+    """Class labels int64 [n] from .npz member `key` (integers ≥ 0; shape [n] or [n, 1])."""
+    path = Path(path).expanduser()
+    if path.suffix.lower() != ".npz":
+        raise DataError(
+            f"data file '{path}': [data] labels_key needs an .npz holding data and labels; "
+            "save both with np.savez(path, x=..., labels=...)"
+        )
+    arr = _read(path, key)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1 or arr.dtype.kind not in "iu":
+        raise DataError(
+            f"data file '{path}': labels '{key}' must be integers of shape [n], got "
+            f"{arr.dtype} {arr.shape}; save class indices 0..K-1 as an int array"
+        )
+    if arr.size == 0 or int(arr.min()) < 0:
+        raise DataError(
+            f"data file '{path}': labels '{key}' must be class indices 0..K-1 (n ≥ 1, no "
+            "negatives); re-number the classes"
+        )
+    return torch.from_numpy(arr.astype(np.int64))

@@ -92,9 +92,11 @@ def build_exact(profile: Profile, data: Tensor) -> nn.Module:
 
 
 def pick_device(name: str) -> torch.device:
-    """`auto` → cuda when available, else cpu; `cuda` without a GPU is a usage error."""
+    """`auto` → cuda when available, else cpu; `cuda` / `mps` without that device: a usage error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is available; use --device cpu or auto")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise UsageError("--device mps: Apple MPS is not available here; use --device cpu or auto")
     return torch.device(name)

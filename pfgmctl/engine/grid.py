@@ -24,8 +24,13 @@ _ZTXT_MIN = 1024  # compress text chunks longer than this (e.g. a whole profile)
 
 
 def to_uint8(x: Tensor) -> Tensor:
-    """Map [-1, 1] to uint8 [0, 255] (rounded, clamped)."""
-    return ((x.detach().float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    """Map [-1, 1] to uint8 [0, 255] (rounded, clamped; NaN → 0)."""
+    return (
+        ((x.detach().float().nan_to_num(nan=-1.0) + 1.0) * 127.5)
+        .round()
+        .clamp(0, 255)
+        .to(torch.uint8)
+    )
 
 
 def image_grid(
@@ -111,19 +116,55 @@ def scatter_png(
     return Image.fromarray(canvas)
 
 
-def samples_picture(x: Tensor, ref: Tensor | None = None) -> Image.Image:
+def class_grid(
+    x: Tensor, labels: Tensor, classes: list[int], pad: int = 1, pad_value: int = 255
+) -> Image.Image:
+    """Images [B, C, H, W] with int `labels` [B] tiled one row per class, rows in `classes` order.
+
+    Each row holds that class's images in batch order; short rows are padded with `pad_value`.
+    """
+    if labels.shape != (x.shape[0],):
+        raise ValueError(f"class_grid needs one label per image, got {tuple(labels.shape)}")
+    rows = [torch.nonzero(labels == k).flatten().tolist() for k in classes]
+    rows = [r for r in rows if r]
+    if not rows:
+        raise ValueError("class_grid: no image has any of the given classes")
+    cols = max(len(r) for r in rows)
+    blank = torch.full_like(x[:1], 2.0 * pad_value / 255.0 - 1.0)
+    cells = [x[r[j] : r[j] + 1] if j < len(r) else blank for r in rows for j in range(cols)]
+    return image_grid(torch.cat(cells), nrow=cols, pad=pad, pad_value=pad_value)
+
+
+def image_png(x: Tensor) -> Image.Image:
+    """One image [C, H, W] in [-1, 1] (C in {1, 3}) at its own resolution (no padding)."""
+    if x.ndim != 3:
+        raise ValueError(f"image_png needs one image [1|3, H, W], got {tuple(x.shape)}")
+    return image_grid(x[None], pad=0)
+
+
+def _enlarged(img: Image.Image, size: int) -> Image.Image:
+    """`img` enlarged by an integer factor (nearest neighbour) so items of `size` px reach 32 px."""
+    factor = max(1, 32 // max(size, 1))
+    if factor == 1:
+        return img
+    return img.resize((img.width * factor, img.height * factor), Image.Resampling.NEAREST)
+
+
+def samples_picture(
+    x: Tensor,
+    ref: Tensor | None = None,
+    labels: Tensor | None = None,
+    classes: list[int] | None = None,
+) -> Image.Image:
     """Picture of a batch: scatter for [B, 2] (or first two coords of [B, N]), grid for images.
 
     Images smaller than 32 px are enlarged by an integer factor (nearest neighbour) to be seen.
+    With `labels` and `classes` (more than one), the image grid has one row per class.
     """
     if x.ndim == 4 and x.shape[1] in (1, 3):
-        grid = image_grid(x)
-        factor = max(1, 32 // max(x.shape[2], 1))
-        if factor > 1:
-            grid = grid.resize(
-                (grid.width * factor, grid.height * factor), Image.Resampling.NEAREST
-            )
-        return grid
+        if labels is not None and classes is not None and len(classes) > 1:
+            return _enlarged(class_grid(x, labels, classes), x.shape[2])
+        return _enlarged(image_grid(x), x.shape[2])
     if x.ndim == 2 and x.shape[1] >= 2:
         ref2 = ref.reshape(ref.shape[0], -1)[:, :2] if ref is not None else None
         return scatter_png(x[:, :2], ref=ref2)

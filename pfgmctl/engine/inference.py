@@ -13,7 +13,7 @@ from pfgmctl.config.schema import Profile
 from pfgmctl.engine.build import build_model
 from pfgmctl.engine.checkpoint import load_any, load_module_strict
 from pfgmctl.engine.rundir import read_latest
-from pfgmctl.errors import CheckpointError, UsageError
+from pfgmctl.errors import CheckpointError, ProfileError, UsageError
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,12 @@ def load_checkpoint(path: Path, overrides: tuple[str, ...] = ()) -> Loaded:
         raise CheckpointError(
             f"checkpoint {path} has no embedded profile; was it written by pfgmctl?"
         )
+    try:  # the embedded text itself is the checkpoint's (exit 1); a bad --set is the user's (2)
+        profile_from_text(meta["profile"], f"{path} (embedded)")
+    except ProfileError as err:
+        raise CheckpointError(
+            f"checkpoint {path}: embedded profile is unreadable ({err})"
+        ) from None
     profile = profile_from_text(meta["profile"], f"{path} (embedded)", overrides)
     try:
         item_shape = tuple(int(s) for s in json.loads(meta["item_shape"]))

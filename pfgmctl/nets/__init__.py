@@ -9,10 +9,11 @@ from torch import nn
 
 from pfgmctl.nets.mlp import MLP
 from pfgmctl.nets.precond import Conditioned, EDMPrecond, FieldHead
+from pfgmctl.nets.unet import UNet
 
 NetBuilder = Callable[..., nn.Module]
-NETS: dict[str, NetBuilder] = {"mlp": MLP}
-"""kind → constructor(item_shape, *, out_extra, **options). The image U-Net registers here later."""
+NETS: dict[str, NetBuilder] = {"mlp": MLP, "unet": UNet}
+"""kind → constructor(item_shape, *, out_extra, **options)."""
 
 
 def build_raw(
@@ -24,4 +25,4 @@ def build_raw(
     return NETS[kind](item_shape, out_extra=out_extra, **options)
 
 
-__all__ = ["NETS", "Conditioned", "EDMPrecond", "FieldHead", "build_raw"]
+__all__ = ["NETS", "Conditioned", "EDMPrecond", "FieldHead", "UNet", "build_raw"]
