@@ -465,12 +465,7 @@ def _snapshot(root: Path) -> dict[str, str]:
     }
 
 
-XFAIL = {
-    "bench-out-is-file": (
-        "cli/benchmark.py checks --out only after the whole benchmark ran (a progress line, "
-        "then the error); validate --out before loading runs"
-    ),
-}
+XFAIL: dict[str, str] = {}
 """Cases a command not owned here still mishandles: the fix needed, for the owner to flip."""
 
 

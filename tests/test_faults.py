@@ -564,11 +564,5 @@ def test_sample_sigint_exits_130(sample_harness: dict[str, Any]) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli/sample.py has no SIGTERM handler: the process dies by the signal (status -15, "
-    "no message, a write in progress leaves <out>.tmp); install one raising faults.Terminated "
-    "around sampling and writing, and exit 143 with one 'interrupted' line as train does",
-)
 def test_sample_sigterm_exits_143(sample_harness: dict[str, Any]) -> None:
     assert sample_harness["signals"]["SIGTERM"]["code"] == 143

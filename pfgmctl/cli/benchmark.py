@@ -253,6 +253,8 @@ def benchmark(
     if any(a < 0 for a in opts["alphas"]):
         raise UsageError(f"--alpha {alpha!r}: α must be ≥ 0")
     _check_names(opts["solvers"], _names(metric))
+    if out is not None and out.exists() and not out.is_dir():  # before any compute
+        raise UsageError(f"--out {out} is a file; give a directory")
     paths, dev, t0 = _runs(runs), pick_device(device.value), time.perf_counter()
     if mode is Mode.speed:
         result = _speed(paths, opts["steps"][-1], batch=opts["n"], device=dev)

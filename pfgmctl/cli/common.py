@@ -76,3 +76,31 @@ def emit_json(obj: dict[str, Any]) -> None:
     """One JSON object on stdout (human output goes to stderr)."""
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
+
+
+def resume_source(resume: str, outdir: Path, command: str) -> tuple[Path, Path]:
+    """(state checkpoint, run dir) for --resume latest | RUN_DIR | state-*.pt of `command`'s runs."""
+    from pfgmctl.engine.inference import latest_checkpoint
+    from pfgmctl.engine.rundir import newest_run
+
+    if resume == "latest":
+        run = newest_run(outdir)
+        if run is None:
+            raise UsageError(
+                f"--resume latest: no runs under {outdir}; start one with 'pfgmctl {command}'"
+            )
+        return latest_checkpoint(run, "state"), run
+    path = Path(resume)
+    if path.is_dir():
+        return latest_checkpoint(path, "state"), path
+    if not path.is_file():
+        raise UsageError(f"--resume {resume}: no such file or run directory")
+    return path, path.parent.parent
+
+
+def show_data_warnings(dataset: Any) -> None:
+    """Print the data loader's warnings (e.g. files skipped under [data] skip_bad), one line each."""
+    from pfgmctl.cli.app import err_console
+
+    for warning in getattr(dataset, "warnings", ()):
+        err_console.print(f"warning: {warning}", highlight=False, markup=False, soft_wrap=True)

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from pfgmctl.cli.app import app, err_console
-from pfgmctl.cli.common import emit_json, runs_dir
+from pfgmctl.cli.common import emit_json, resume_source, runs_dir
 from pfgmctl.cli.train import Device, SetOpt
 from pfgmctl.config.load import load_profile, profile_from_text, profile_to_toml
-from pfgmctl.engine.rundir import atomic_write_text, create_run_dir, newest_run
+from pfgmctl.engine.rundir import atomic_write_text, create_run_dir
 from pfgmctl.errors import UsageError
 
 if TYPE_CHECKING:
@@ -20,25 +20,6 @@ if TYPE_CHECKING:
 
     from pfgmctl.config.schema import Profile
     from pfgmctl.engine.distill import Teacher
-
-
-def _resume_state(resume: str, outdir: Path) -> tuple[Path, Path]:
-    """(state checkpoint, run dir) for --resume latest | RUN_DIR | state-*.pt."""
-    from pfgmctl.engine.inference import latest_checkpoint
-
-    if resume == "latest":
-        run = newest_run(outdir)
-        if run is None:
-            raise UsageError(
-                f"--resume latest: no runs under {outdir}; start one with 'pfgmctl distill'"
-            )
-        return latest_checkpoint(run, "state"), run
-    path = Path(resume)
-    if path.is_dir():
-        return latest_checkpoint(path, "state"), path
-    if not path.is_file():
-        raise UsageError(f"--resume {resume}: no such file or run directory")
-    return path, path.parent.parent
 
 
 def _resumed(state_path: Path, overrides: tuple[str, ...]) -> tuple[Profile, Teacher]:
@@ -108,7 +89,7 @@ def distill(
     out = runs_dir(outdir)
     state_path = run = None
     if resume is not None:
-        state_path, run = _resume_state(resume, out)
+        state_path, run = resume_source(resume, out, "distill")
         prof, teach = _resumed(state_path, overrides)
         if teacher is not None or profile is not None:
             err_console.print("note: --resume uses the run's own teacher and profile")

@@ -57,6 +57,17 @@ def show(
     if resolve:
         from pfgmctl.data import build_dataset
         from pfgmctl.engine.build import resolve as resolve_profile
+        from pfgmctl.errors import DataError
 
-        prof = resolve_profile(prof, build_dataset(prof.data))
+        try:
+            dataset = build_dataset(prof.data)
+        except DataError as err:  # e.g. cifar10 before the data is there: show it unresolved
+            err_console.print(
+                f"note: data-dependent keys are not derived ({err})",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
+        else:
+            prof = resolve_profile(prof, dataset)
     typer.echo(profile_to_toml(prof), nl=False)

@@ -6,6 +6,8 @@ import json
 import os
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -24,6 +26,7 @@ from pfgmctl.errors import UsageError
 if TYPE_CHECKING:
     from torch import Tensor
 
+    from pfgmctl.engine.distill import DistilledGenerator, DistilledModel
     from pfgmctl.engine.inference import Loaded
 
 
@@ -64,11 +67,28 @@ def trained_source(
 
 
 def trained_loaded(
-    run: Path | None, checkpoint: Path | None, overrides: tuple[str, ...]
-) -> tuple[Loaded, Path | None]:
-    """The loaded checkpoint of --checkpoint FILE or of --run DIR (default: the newest run)."""
+    run: Path | None,
+    checkpoint: Path | None,
+    overrides: tuple[str, ...],
+    *,
+    allow_distilled: bool = False,
+) -> tuple[Loaded | DistilledModel, Path | None]:
+    """The loaded checkpoint of --checkpoint FILE or of --run DIR (default: the newest run).
+
+    An IPFM generator (a `pfgmctl distill` run) has no ODE: only `sample` takes one
+    (`allow_distilled`); every other command gets a one-line usage error.
+    """
+    from pfgmctl.engine.distill import is_distilled, load_distilled
     from pfgmctl.engine.inference import latest_checkpoint, load_checkpoint
 
+    source = checkpoint if checkpoint is not None else run
+    if source is not None and source.exists() and is_distilled(source):
+        if not allow_distilled:
+            raise UsageError(
+                f"{source} is a distilled generator (pfgmctl distill): it has no ODE to "
+                "integrate; use its teacher run here, or 'pfgmctl sample' with it"
+            )
+        return load_distilled(source, overrides), (run if checkpoint is None else None)
     if checkpoint is not None:
         return load_checkpoint(checkpoint, overrides), None
     if run is None:
@@ -80,7 +100,32 @@ def trained_loaded(
             )
     if not run.is_dir():
         raise UsageError(f"--run {run}: no such run directory")
+    if is_distilled(run):
+        return trained_loaded(run, None, overrides, allow_distilled=allow_distilled)
     return load_checkpoint(latest_checkpoint(run, "ema"), overrides), run
+
+
+def _generator_sampling(
+    prof: Profile,
+    model: DistilledGenerator,
+    solver: str | None,
+    steps: int | None,
+    rtol: float | None,
+    atol: float | None,
+    latents: Path | None,
+) -> Profile:
+    """A distilled generator samples in K = --steps evaluations (default: the K it was trained for)."""
+    if solver is not None or rtol is not None or atol is not None or latents is not None:
+        raise UsageError(
+            "a distilled generator takes no --solver/--rtol/--atol/--latents; "
+            "--steps K sets its number of evaluations"
+        )
+    if steps is not None and steps < 1:
+        raise UsageError(f"--steps must be at least 1 (got {steps})")
+    k = steps if steps is not None else model.steps
+    return prof.model_copy(
+        update={"sample": prof.sample.model_copy(update={"solver": "generator", "steps": k})}
+    )
 
 
 def _with_sampling(
@@ -407,6 +452,7 @@ def sample(
     """
     from pfgmctl.cli.render import SampleRenderer
     from pfgmctl.engine.build import build_method, pick_device
+    from pfgmctl.engine.distill import DistilledGenerator, sample_distilled_with_events
     from pfgmctl.engine.preview import sample_with_events
     from pfgmctl.engine.rundir import FanoutSink, NullSink, RunSink
 
@@ -433,13 +479,17 @@ def sample(
         prof, (model, shape, ref) = exact_source(exact, profile, overrides)
         run_dir, origin = None, Origin(prof.name, f"exact:{exact}", None)
     else:
-        loaded, run_dir = trained_loaded(run, checkpoint, overrides)
+        loaded, run_dir = trained_loaded(run, checkpoint, overrides, allow_distilled=True)
         prof, model, shape, ref = loaded.profile, loaded.model, loaded.item_shape, None
         origin = Origin(
             prof.name, str(loaded.source), loaded.step, loaded.num_classes, loaded.class_names
         )
     classes = _resolve_classes(class_, origin, exact)
-    prof = _with_sampling(prof, solver, steps, rtol, atol, batch)
+    distilled = isinstance(model, DistilledGenerator)
+    if distilled:
+        prof = _generator_sampling(prof, model, solver, steps, rtol, atol, latents)
+    else:
+        prof = _with_sampling(prof, solver, steps, rtol, atol, batch)
     x_init = _read_latents(latents, prof, model, shape) if latents is not None else None
     if x_init is not None:
         seed_list = list(range(len(x_init)))
@@ -454,31 +504,44 @@ def sample(
         out_file = free_path(where, job if run_dir is not None else "samples", ".png")
     target = str(folder) + "/" if folder is not None else str(out_file)
     sink = RunSink(run_dir) if run_dir is not None else NullSink()
-    t0 = time.perf_counter()
-    with SampleRenderer(err_console, quiet=json_out) as renderer:
-        label_t = _label_tensor(labels)
-        result = (
-            _decode(x_init, build_method(prof), model.to(dev), prof, dev, label_t)
-            if x_init is not None
-            else sample_with_events(
-                build_method(prof),
-                model.to(dev),
-                prof.sample,
-                seeds=seed_list,
-                shape=shape,
-                device=dev,
-                sink=FanoutSink(sink, renderer),
-                job=job,
-                path=target,
-                labels=label_t,
+    with interruptible(target):
+        t0 = time.perf_counter()
+        with SampleRenderer(err_console, quiet=json_out) as renderer:
+            label_t = _label_tensor(labels)
+            result = (
+                _decode(x_init, build_method(prof), model.to(dev), prof, dev, label_t)
+                if x_init is not None
+                else sample_distilled_with_events(
+                    model,
+                    seeds=seed_list,
+                    device=dev,
+                    sink=FanoutSink(sink, renderer),
+                    job=job,
+                    path=target,
+                    steps=prof.sample.steps,
+                    labels=label_t,
+                    batch=batch or prof.sample.batch,
+                )
+                if distilled
+                else sample_with_events(
+                    build_method(prof),
+                    model.to(dev),
+                    prof.sample,
+                    seeds=seed_list,
+                    shape=shape,
+                    device=dev,
+                    sink=FanoutSink(sink, renderer),
+                    job=job,
+                    path=target,
+                    labels=label_t,
+                )
             )
-        )
-    written = Written(result.x, seed_list, labels, classes, result.nfe)
-    if folder is not None:
-        _write_dir(folder, written, prof, origin)
-    else:
-        assert out_file is not None
-        _write(out_file, written, prof, ref, origin)
+        written = Written(result.x, seed_list, labels, classes, result.nfe)
+        if folder is not None:
+            _write_dir(folder, written, prof, origin)
+        else:
+            assert out_file is not None
+            _write(out_file, written, prof, ref, origin)
     info: dict[str, Any] = {
         "path": target,
         "n": len(seed_list),
@@ -499,6 +562,24 @@ def sample(
             f"{info['seconds']:.2f} s" + _clip_note(result.prior_clipped),
             highlight=False,
         )
+
+
+@contextmanager
+def interruptible(target: str) -> Iterator[None]:
+    """Ctrl-C / SIGTERM while sampling: one line, exit 130 / 143, no partial output.
+
+    Outputs are written atomically (temp file + rename), so an interrupted write leaves the old
+    file (or none) in place.
+    """
+    from pfgmctl.engine.faults import Terminated, sigterm_raises
+
+    try:
+        with sigterm_raises():
+            yield
+    except KeyboardInterrupt as exc:
+        sig = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+        err_console.print(f"interrupted ({sig}): {target} not written", highlight=False)
+        raise typer.Exit(143 if sig == "SIGTERM" else 130) from None
 
 
 def _label_tensor(labels: list[int] | None) -> Tensor | None:

@@ -10,10 +10,10 @@ from typing import Annotated, Any
 import typer
 
 from pfgmctl.cli.app import app, err_console
-from pfgmctl.cli.common import emit_json, runs_dir
+from pfgmctl.cli.common import emit_json, resume_source, runs_dir, show_data_warnings
 from pfgmctl.config.load import DEFAULT_PROFILE, load_profile, profile_from_text, profile_to_toml
 from pfgmctl.config.schema import Profile
-from pfgmctl.engine.rundir import atomic_write_text, create_run_dir, newest_run
+from pfgmctl.engine.rundir import atomic_write_text, create_run_dir
 from pfgmctl.errors import UsageError
 
 
@@ -36,26 +36,6 @@ SetOpt = Annotated[
         "--set", "-s", help="Override a profile key, e.g. --set train.lr=1e-4 (repeatable)."
     ),
 ]
-
-
-def _resume_source(resume: str, outdir: Path) -> tuple[Path, Path]:
-    """(state checkpoint, run dir) for --resume latest | RUN_DIR | state-*.pt."""
-    from pfgmctl.engine.inference import latest_checkpoint
-
-    if resume == "latest":
-        run = newest_run(outdir)
-        if run is None:
-            raise UsageError(
-                f"--resume latest: no runs under {outdir}; start one with 'pfgmctl train'"
-            )
-        return latest_checkpoint(run, "state"), run
-    path = Path(resume)
-    if path.is_dir():
-        return latest_checkpoint(path, "state"), path
-    if not path.is_file():
-        raise UsageError(f"--resume {resume}: no such file or run directory")
-    run = path.parent.parent
-    return path, run
 
 
 def _summary(profile: Profile, dataset: Any, n_params: int | None) -> dict[str, Any]:
@@ -105,7 +85,7 @@ def train(
     out = runs_dir(outdir)
     state_path = run = None
     if resume is not None:
-        state_path, run = _resume_source(resume, out)
+        state_path, run = resume_source(resume, out, "train")
         prof = _profile_of_run(run, state_path, overrides)
         if profile is not None and profile not in (prof.name, f"{prof.name}.toml"):
             err_console.print(
@@ -117,6 +97,7 @@ def train(
         _dry_run(prof, device, json_out)
         return
     dataset = build_dataset(prof.data)
+    show_data_warnings(dataset)
     prof = resolve(prof, dataset)
     if device is not None:
         prof = prof.model_copy(
@@ -142,7 +123,7 @@ def _train_tui(
     if json_out:
         raise UsageError("--tui cannot be combined with --json; drop one of them")
     out = runs_dir(outdir)
-    run = _resume_source(resume, out)[1] if resume is not None else None
+    run = resume_source(resume, out, "train")[1] if resume is not None else None
     dev = device.value if device is not None else None
     cmd = child_command(profile, list(set_ or ()), outdir, resume, dev)
     train_with_tui(cmd, out, run, None)
@@ -209,6 +190,7 @@ def _dry_run(prof: Profile, device: Device | None, json_out: bool) -> None:
     check_precond(prof)
     try:
         dataset = build_dataset(prof.data)
+        show_data_warnings(dataset)
     except DataError as err:
         missing = _missing_path(prof)
         if missing is None:

@@ -55,6 +55,12 @@ class PFGMMethod(BaseModel):
     upper_norm: PosFloat | None = None
     z_exp: Annotated[float, Field(ge=0)] | None = None
     time_var: Literal["log_z", "z"] = "log_z"
+    c_noise: Literal["log_z", "z"] = (
+        "log_z"  # what the raw net is conditioned on (the DDPM++ reference: raw z)
+    )
+    reduce_mean: bool = (
+        False  # loss = mean over the N+1 entries instead of ½·sum (the LSUN reference)
+    )
 
 
 MethodConfig = Annotated[PFGMPPMethod | PFGMMethod, Field(discriminator="kind")]

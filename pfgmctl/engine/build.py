@@ -78,7 +78,8 @@ def build_model(profile: Profile, item_shape: tuple[int, ...], num_classes: int 
         torch.manual_seed(profile.train.seed)
         raw = build_raw(profile.net.kind, item_shape, out_extra=out_extra, **options)
     if profile.precond == "field":
-        return FieldHead(raw)
+        assert isinstance(profile.method, PFGMMethod)
+        return FieldHead(raw, c_noise=profile.method.c_noise)
     assert isinstance(profile.method, PFGMPPMethod)
     return EDMPrecond(raw, sigma_data=profile.method.sigma_data)
 

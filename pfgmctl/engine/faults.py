@@ -92,6 +92,28 @@ def deferred_interrupts() -> Iterator[StopRequest]:
             signal.signal(sig, handler)
 
 
+@contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Within the block SIGTERM raises `Terminated` at once, as Ctrl-C raises KeyboardInterrupt.
+
+    For commands with nothing to save (sample, encode): they stop and write nothing partial.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.getsignal(signal.SIGTERM)
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        raise Terminated("SIGTERM")
+
+    if old is not signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, handle)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def ignore_sigterm() -> None:
     """Ignore further SIGTERMs (while the final checkpoint is written); main thread only."""
     if threading.current_thread() is threading.main_thread():

@@ -41,6 +41,8 @@ class PFGM:
     z_min: float = 1e-3
     prior_clip: bool = True
     time_var: str = "log_z"
+    c_noise: str = "log_z"  # read by the model builder (FieldHead), not by the method
+    reduce_mean: bool = False
 
     def rows_needed(self, batch: int) -> int:
         """B_L = max(B_S, n_charges): the trained rows are among the charges (pfgm.md §2.1)."""
@@ -77,6 +79,8 @@ class PFGM:
             v_x, v_z = field_target(x, z, charges, gamma=self.gamma, allowed=same)
         f_x, f_z = model(x, z.to(y.dtype), y_labels, aug_labels)
         sq = (f_x - v_x).square().flatten(1).sum(1) + (f_z - v_z).square()
+        if self.reduce_mean:  # the reference's reduce_mean = true (LSUN): mean over N+1 entries
+            return LossOut(sq / (f_x[0].numel() + 1), z)
         return LossOut(0.5 * sq, z)
 
     def grid(self, steps: int, *, device: torch.device) -> Tensor:

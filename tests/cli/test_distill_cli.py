@@ -118,3 +118,24 @@ def test_bad_teachers_are_one_line_errors(teacher: Path, tiny: list[str]) -> Non
     assert code == 0, err
     code, _, err = invoke("distill", "--teacher", json.loads(out)["run_dir"])
     assert_one_line_error(code, err, 2, "pfgm", "PFGM++")
+
+
+def test_sample_uses_the_generator_and_other_commands_refuse_it(teacher: Path) -> None:
+    code, out, err = invoke("distill", "--teacher", str(teacher), *sets(DISTILL), "--json")
+    assert code == 0, err
+    run = json.loads(out)["run_dir"]
+    code, out, err = invoke("sample", "--run", run, "-n", "6", "--out", "g.npz", "--json")
+    assert code == 0, err
+    info = json.loads(out)
+    assert (info["nfe"], info["solver"], info["steps"]) == (2, "generator", 2)
+    import numpy as np
+
+    first = np.load("g.npz")["samples"]
+    assert first.shape == (6, 2) and np.isfinite(first).all()
+    code, out, err = invoke("sample", "--run", run, "--seeds", "3-5", "--steps", "1", "--json")
+    assert code == 0, err
+    assert json.loads(out)["nfe"] == 1
+    code, _, err = invoke("sample", "--run", run, "-n", "4", "--solver", "rk45")
+    assert_one_line_error(code, err, 2, "--solver")
+    code, _, err = invoke("encode", "--run", run, "--data", "train")
+    assert_one_line_error(code, err, 2, "distilled generator")
