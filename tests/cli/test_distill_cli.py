@@ -131,7 +131,8 @@ def test_sample_uses_the_generator_and_other_commands_refuse_it(teacher: Path) -
     import numpy as np
 
     first = np.load("g.npz")["samples"]
-    assert first.shape == (6, 2) and np.isfinite(first).all()
+    assert first.shape == (6, 2)
+    assert np.isfinite(first).all()
     code, out, err = invoke("sample", "--run", run, "--seeds", "3-5", "--steps", "1", "--json")
     assert code == 0, err
     assert json.loads(out)["nfe"] == 1

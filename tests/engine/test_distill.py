@@ -20,20 +20,16 @@ from pfgmctl.engine.distill import (
     Teacher,
     distill,
     distill_profile,
-    generator_loss,
     init_state,
-    ipfm_loss,
     is_distilled,
     load_distilled,
     sample_distilled,
-    sid_loss,
-    sigma_levels,
-    tmax_sigma,
 )
 from pfgmctl.engine.distill import _generator_samples as generator_samples
 from pfgmctl.engine.rundir import RunSink, create_run_dir, read_latest
 from pfgmctl.errors import UsageError
 from pfgmctl.methods import PFGMPP, ExactDenoiser
+from pfgmctl.methods.ipfm import generator_loss, ipfm_loss, sid_loss, sigma_levels, tmax_sigma
 from pfgmctl.physics.kernels import log_kernel, sample_noise
 
 
