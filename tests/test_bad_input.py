@@ -190,6 +190,18 @@ CASES: list[tuple[str, list[str], int, list[str]]] = [
     ("precond-conflict", ["train", *_s("net.precond=field"), "--dry-run"], 2, ["net.precond"]),
     # --- data sets ---
     ("data-missing", ["train", *ARR, *_s("data.path=missing.npy")], 2, ["missing.npy"]),
+    (
+        "unet-too-deep",
+        [
+            "train",
+            "-p",
+            "digits",
+            *_s("net.kind=unet", "net.channel_mult=[1,2,2,2,2]"),
+            "--dry-run",
+        ],
+        2,
+        ["channel_mult"],
+    ),
     ("data-is-dir", ["train", *ARR, *_s("data.path=adir.npy"), "--dry-run"], 2, ["adir.npy"]),
     ("data-empty", ["train", *ARR, *_s("data.path=empty.npy"), "--dry-run"], 2, ["empty.npy"]),
     ("data-nan", ["train", *ARR, *_s("data.path=nan.npy"), "--dry-run"], 2, ["nan.npy"]),

@@ -76,7 +76,10 @@ def build_model(profile: Profile, item_shape: tuple[int, ...], num_classes: int 
     out_extra = 1 if profile.precond == "field" else 0
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(profile.train.seed)
-        raw = build_raw(profile.net.kind, item_shape, out_extra=out_extra, **options)
+        try:
+            raw = build_raw(profile.net.kind, item_shape, out_extra=out_extra, **options)
+        except ValueError as err:  # e.g. an image size the U-Net's levels cannot halve
+            raise ProfileError(f"profile '{profile.name}': net: {err}") from None
     if profile.precond == "field":
         assert isinstance(profile.method, PFGMMethod)
         return FieldHead(raw, c_noise=profile.method.c_noise)
