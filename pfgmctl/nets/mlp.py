@@ -4,39 +4,9 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import Tensor, nn
 
-
-class PositionalEmbedding(nn.Module):
-    """Sinusoidal embedding of a scalar (Vaswani et al. 2017; DDPM++ noise embedding)."""
-
-    freqs: Tensor
-
-    def __init__(self, dim: int, max_positions: float = 10_000.0) -> None:
-        super().__init__()
-        half = dim // 2
-        freqs = torch.exp(-math.log(max_positions) * torch.arange(half) / max(half - 1, 1))
-        self.register_buffer("freqs", freqs, persistent=False)
-
-    def forward(self, c: Tensor) -> Tensor:
-        arg = c[:, None].float() * self.freqs[None, :]
-        return torch.cat([torch.cos(arg), torch.sin(arg)], dim=1)
-
-
-class FourierEmbedding(nn.Module):
-    """Random Fourier features of a scalar (NCSN++ noise embedding; Tancik et al. 2020)."""
-
-    freqs: Tensor
-
-    def __init__(self, dim: int, scale: float = 16.0) -> None:
-        super().__init__()
-        gen = torch.Generator().manual_seed(0)  # fixed, so a checkpoint never depends on global RNG
-        self.register_buffer("freqs", torch.randn(dim // 2, generator=gen) * scale)
-
-    def forward(self, c: Tensor) -> Tensor:
-        arg = 2 * math.pi * c[:, None].float() * self.freqs[None, :]
-        return torch.cat([torch.cos(arg), torch.sin(arg)], dim=1)
+from pfgmctl.nets.embedding import FourierEmbedding, PositionalEmbedding
 
 
 class _Block(nn.Module):

@@ -22,6 +22,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.functional import silu
 
+from pfgmctl.nets.embedding import FourierEmbedding, PositionalEmbedding, on_default_device
+
 ARCHS = ("ddpmpp", "ncsnpp")
 EMBEDDINGS = ("positional", "fourier")
 SKIP_SCALE = math.sqrt(0.5)
@@ -37,11 +39,6 @@ def _xavier(shape: Sequence[int], fan_in: int, fan_out: int, gain: float) -> Ten
     """U(−a, a), a = gain·√(6 / (fan_in + fan_out)) (Glorot & Bengio 2010), from the global RNG."""
     bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
     return torch.empty(*shape).uniform_(-bound, bound)
-
-
-def _on_default_device(t: Tensor) -> Tensor:
-    """A small constant computed on the CPU, moved to the default device (cheap under the meta device)."""
-    return t.to(torch.get_default_device())
 
 
 def group_count(channels: int) -> int:
@@ -96,7 +93,7 @@ class Conv2d(nn.Module):
         self.weight = nn.Parameter(_xavier(shape, fan_in, fan_out, gain)) if kernel else None
         self.bias = nn.Parameter(torch.zeros(c_out)) if kernel and bias else None
         f = torch.as_tensor(list(resample_filter), dtype=torch.float32, device="cpu")
-        f = _on_default_device(torch.outer(f, f)[None, None] / f.sum().square())
+        f = on_default_device(torch.outer(f, f)[None, None] / f.sum().square())
         self.register_buffer("resample_filter", f if up or down else None, persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -170,42 +167,6 @@ class UNetBlock(nn.Module):
             )  # [B, 1, HW, C]
             x = (self.proj(a[:, 0].transpose(1, 2).reshape(b, c, h, w)) + x) * SKIP_SCALE
         return x
-
-
-class PositionalEmbedding(nn.Module):
-    """[sin(c·ω_k), cos(c·ω_k)], ω_k = 10000^(−k/(n/2−1)) (DDPM++ noise embedding; EDM, endpoint=True)."""
-
-    freqs: Tensor
-
-    def __init__(self, dim: int, max_positions: float = 10_000.0) -> None:
-        super().__init__()
-        half = dim // 2
-        k = torch.arange(half, dtype=torch.float32, device="cpu")
-        freqs = (1.0 / max_positions) ** (k / max(half - 1, 1))
-        self.register_buffer("freqs", _on_default_device(freqs), persistent=False)
-
-    def forward(self, c: Tensor) -> Tensor:
-        arg = torch.outer(c, self.freqs.to(c.dtype))
-        return torch.cat([arg.sin(), arg.cos()], dim=1)
-
-
-class FourierEmbedding(nn.Module):
-    """[sin(2π·c·ω_k), cos(2π·c·ω_k)], ω ~ N(0, 16²) fixed (NCSN++ noise embedding; Tancik et al. 2020).
-
-    ω is drawn from its own seeded generator on the CPU, so a checkpoint never depends on the global RNG.
-    """
-
-    freqs: Tensor
-
-    def __init__(self, dim: int, scale: float = 16.0) -> None:
-        super().__init__()
-        gen = torch.Generator(device="cpu").manual_seed(0)
-        freqs = torch.randn(dim // 2, generator=gen, device="cpu") * scale
-        self.register_buffer("freqs", _on_default_device(freqs))
-
-    def forward(self, c: Tensor) -> Tensor:
-        arg = torch.outer(c, (2 * math.pi * self.freqs).to(c.dtype))
-        return torch.cat([arg.sin(), arg.cos()], dim=1)
 
 
 def check_resolution(item_shape: Sequence[int], levels: int) -> tuple[int, int, int]:
