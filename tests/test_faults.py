@@ -566,3 +566,68 @@ def test_sample_sigint_exits_130(sample_harness: dict[str, Any]) -> None:
 @pytest.mark.slow
 def test_sample_sigterm_exits_143(sample_harness: dict[str, Any]) -> None:
     assert sample_harness["signals"]["SIGTERM"]["code"] == 143
+
+
+# ---------------------------------------------------------------------------------------------
+# `distill`: the same guarantees as `train` under kill -9 (crash points and random kills)
+# ---------------------------------------------------------------------------------------------
+
+DISTILL_HARNESS = [
+    "distill.batch_size=16",
+    "distill.kimg=1.6",  # 100 generator steps
+    "distill.tick_kimg=0.032",  # a metrics line every 2 steps
+    "distill.ckpt_ticks=3",  # a checkpoint every 6 steps
+    "distill.preview_n=0",
+    "distill.keep_ckpts=2",
+    "train.device=cpu",
+]
+DISTILL_TOTAL = 100
+
+
+def _distill_cmd(teacher: Path, outdir: Path, resume: bool) -> list[str]:
+    cmd = [sys.executable, "-m", "pfgmctl", "distill", "--teacher", str(teacher), "-o", str(outdir)]
+    for item in DISTILL_HARNESS:
+        cmd += ["--set", item]
+    return [*cmd, "--resume", "latest"] if resume else cmd
+
+
+@pytest.mark.slow
+def test_distill_kill9_crash_points_and_random_kills_then_resume(tmp_path: Path) -> None:
+    teacher_out = tmp_path / "teacher"
+    train = [*_cmd(teacher_out, False), "--set", "train.kimg=0.32"]
+    subprocess.run(train, env=_env(), capture_output=True, check=True, timeout=120)
+    teacher = sorted(teacher_out.glob("0*"))[-1]
+    outdir, rng = tmp_path / "runs", random.Random(3)
+    crashes: list[str | None] = ["checkpoint-write:2", "latest-write:3", "metrics-write:5"]
+    kills, saved_before = 0, 0
+    for crash in [*crashes, *([None] * 6)]:
+        resume = _has_checkpoint(outdir)
+        proc = subprocess.Popen(
+            _distill_cmd(teacher, outdir, resume),
+            env=_env(crash),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        if crash is None:
+            _kill_during_training(proc, outdir, rng.uniform(0.0, 1.5))
+        _, err = proc.communicate(timeout=120)
+        report = _check_run(sorted(outdir.glob("0*"))[-1])
+        assert report["dupes"] == 0, report
+        assert report["ordered"], report
+        if proc.returncode == 0:
+            break  # finished before the kill landed
+        assert proc.returncode in (-signal.SIGKILL, 137), err.decode()
+        kills += 1
+        if resume:  # the attempt started exactly at the checkpoint it resumed from
+            assert report["start"] == saved_before, (report, saved_before)
+        saved_before = report["saved"]
+    final = subprocess.run(
+        _distill_cmd(teacher, outdir, True), env=_env(), capture_output=True, timeout=120
+    )
+    assert final.returncode == 0, final.stderr.decode()  # a finished run resumes to "done"
+    run = sorted(outdir.glob("0*"))[-1]
+    report = _check_run(run)
+    assert report == {**report, "torn": 0, "dupes": 0, "ordered": True, "saved": DISTILL_TOTAL}
+    assert report["n"] == DISTILL_TOTAL // 2  # every tick line present once
+    assert kills >= 3
+    print(f"\ndistill kill harness: {kills} kills; final run {run.name}: {report}")
