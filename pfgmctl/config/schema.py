@@ -156,54 +156,50 @@ class DigitsData(BaseModel):
     shift: float = 0.0
 
 
-class FolderData(BaseModel):
-    """A folder of png/jpg images (recursive), centre-cropped and resized to `resolution`."""
+class ImageData(BaseModel):
+    """Keys shared by the image sources: pixels in [−1, 1], per-step `xflip` and `dequantize`."""
 
     model_config = _STRICT
+    kind: str  # each source narrows it to its Literal (the tag of DataConfig)
+    holdout: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    conditional: bool = False  # train on (image, label); sample with --class
+    xflip: bool = False  # random horizontal flip of every row, every step
+    dequantize: bool = False  # uniform noise over one 8-bit level, every step
+    scale: float = 1.0
+    shift: float = 0.0
+
+
+class FolderData(ImageData):
+    """A folder of png/jpg images (recursive), centre-cropped and resized to `resolution`.
+
+    With `conditional`, labels are the first-level sub-folder names, sorted.
+    """
+
     kind: Literal["folder"] = "folder"
     path: str = ""
     resolution: PosInt = 32
     crop: PosInt | None = None  # centre-crop side in source pixels (CelebA: 140); None = shorter
     n: PosInt | None = None
-    holdout: Annotated[float, Field(ge=0, lt=1)] = 0.0
-    conditional: bool = False  # labels = first-level sub-folder names, sorted
-    xflip: bool = False
-    dequantize: bool = False
     skip_bad: bool = False  # skip unreadable files with a warning instead of failing
-    scale: float = 1.0
-    shift: float = 0.0
 
 
-class Cifar10Data(BaseModel):
+class Cifar10Data(ImageData):
     """CIFAR-10 from a local `cifar-10-batches-py` directory (no download)."""
 
-    model_config = _STRICT
     kind: Literal["cifar10"] = "cifar10"
     path: str = "data/cifar-10-batches-py"
     n: PosInt | None = None
-    holdout: Annotated[float, Field(ge=0, lt=1)] = 0.0
-    conditional: bool = False
-    xflip: bool = False
-    dequantize: bool = False
-    scale: float = 1.0
-    shift: float = 0.0
 
 
-class ShapesData(BaseModel):
+class ShapesData(ImageData):
     """Procedural images drawn with Pillow (discs, squares, triangles; label = shape), for CPU tests."""
 
-    model_config = _STRICT
     kind: Literal["shapes"] = "shapes"
     n: PosInt = 2000
     resolution: PosInt = 16
     channels: Literal[1, 3] = 3
     seed: int = 0
     holdout: Annotated[float, Field(ge=0, lt=1)] = 0.1
-    conditional: bool = False
-    xflip: bool = False
-    dequantize: bool = False
-    scale: float = 1.0
-    shift: float = 0.0
 
 
 DataConfig = Annotated[

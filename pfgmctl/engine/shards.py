@@ -17,7 +17,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from pfgmctl.config.schema import Profile, TrainConfig
+from pfgmctl.config.schema import ImageData, Profile, TrainConfig
 from pfgmctl.data.augment import augment
 from pfgmctl.data.transforms import dequantize, xflip
 from pfgmctl.errors import ProfileError
@@ -125,14 +125,11 @@ class Transforms(NamedTuple):
 
 
 def transforms_of(profile: Profile) -> Transforms:
-    """The profile's transforms; data kinds without `xflip` / `dequantize` keys have them off."""
+    """The profile's transforms; only image sources have `xflip` / `dequantize`."""
     d = profile.data
-    return Transforms(
-        bool(getattr(d, "xflip", False)),
-        bool(getattr(d, "dequantize", False)),
-        abs(float(getattr(d, "scale", 1.0))),
-        profile.train.augment,
-    )
+    if not isinstance(d, ImageData):
+        return Transforms(augment=profile.train.augment)
+    return Transforms(d.xflip, d.dequantize, abs(d.scale), profile.train.augment)
 
 
 def shard_batch(
